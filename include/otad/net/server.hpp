@@ -1,0 +1,85 @@
+#pragma once
+// The HTTP(S) front door: listeners, TLS, per-connection sessions with deadlines
+// and limits, handler dispatch, graceful shutdown. Beast and Asio stay behind this
+// header (see src/net/); callers only see options and a run() that blocks.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "otad/api/router.hpp"
+
+namespace otad::net {
+
+struct Endpoint {
+    std::string host;  // IP literal or name; "0.0.0.0" / "::" for all
+    std::uint16_t port = 0;  // 0 picks a free port (tests)
+};
+
+struct TlsOptions {
+    std::filesystem::path cert_file;  // PEM chain
+    std::filesystem::path key_file;   // PEM private key
+};
+
+struct ServerOptions {
+    std::optional<Endpoint> https;    // HTTPS listener
+    std::optional<Endpoint> http;     // optional plain-HTTP listener (legacy devices)
+    TlsOptions tls;
+    unsigned io_threads = 0;          // 0: hardware concurrency
+    unsigned worker_threads = 4;      // handlers that block (SQLite, fsync)
+    std::chrono::milliseconds handshake_timeout{10'000};
+    std::chrono::milliseconds header_timeout{10'000};   // whole request header
+    std::chrono::milliseconds body_timeout{30'000};     // each body read
+    std::chrono::milliseconds send_timeout{30'000};     // each body write
+    std::chrono::milliseconds idle_timeout{60'000};     // keep-alive between requests
+    std::chrono::milliseconds shutdown_timeout{10'000}; // in-flight grace on SIGTERM
+    std::uint32_t max_header_bytes = 8 * 1024;          // 431 past it
+    std::uint64_t max_body_bytes = 1024 * 1024;         // default per-route body limit
+    std::uint32_t max_connections = 20'000;             // accepted sockets at once
+    std::uint32_t max_concurrent_downloads = 1'000;     // 503 + Retry-After past it
+    std::uint32_t retry_after_s = 10;                   // base of the jittered Retry-After
+    bool install_signal_handlers = true;                // SIGTERM/SIGINT: graceful stop
+};
+
+struct ListenerInfo {
+    std::string scheme;  // "https" or "http"
+    Endpoint bound;      // with the real port
+};
+
+class Server {
+public:
+    Server(ServerOptions options, const api::Router& router, std::shared_ptr<spdlog::logger> access_log,
+           std::shared_ptr<spdlog::logger> log);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Binds the listeners (throws std::runtime_error naming the endpoint or the
+    // certificate on failure) and returns what was bound.
+    std::vector<ListenerInfo> bind();
+    // Serves until stop() or a signal; returns after in-flight requests finish or
+    // the shutdown deadline passes. A second signal ends it at once.
+    void run();
+    // Thread-safe: begins a graceful stop.
+    void stop();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Creates an ECDSA P-256 self-signed certificate for `host_names` (DNS names or
+// IP literals, as subjectAltName) unless both files already exist. The key file
+// is written owner-only. Returns true when it created them.
+bool ensure_self_signed_certificate(const std::filesystem::path& cert_file,
+                                    const std::filesystem::path& key_file,
+                                    const std::vector<std::string>& host_names);
+
+}  // namespace otad::net

@@ -1,0 +1,87 @@
+#include "otad/util/logging.hpp"
+
+#include <atomic>
+#include <mutex>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace otad::util {
+namespace {
+std::atomic<LogFormat> g_format{LogFormat::text};
+std::atomic<spdlog::level::level_enum> g_level{spdlog::level::info};
+std::mutex g_mutex;
+
+spdlog::sink_ptr shared_sink() {
+    // stderr, so stdout stays free for command output (tokens, JSON listings).
+    static spdlog::sink_ptr sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    return sink;
+}
+
+void apply_format(spdlog::logger& l) {
+    if (g_format.load() == LogFormat::json)
+        l.set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n",%v})", spdlog::pattern_time_type::utc);
+    else
+        l.set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %-5l %n: %v", spdlog::pattern_time_type::utc);
+    l.set_level(g_level.load());
+}
+}  // namespace
+
+void init_logging(std::string_view level, LogFormat format) {
+    auto lvl = spdlog::level::from_str(std::string(level));
+    if (lvl == spdlog::level::off && level != "off")
+        throw std::invalid_argument("log level must be one of trace, debug, info, warn, error, critical, off");
+    g_level = lvl;
+    g_format = format;
+    std::lock_guard lock(g_mutex);
+    spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { apply_format(*l); });
+}
+
+LogFormat log_format() noexcept { return g_format.load(); }
+
+std::shared_ptr<spdlog::logger> logger(const std::string& name) {
+    std::lock_guard lock(g_mutex);
+    if (auto existing = spdlog::get(name)) return existing;
+    auto l = std::make_shared<spdlog::logger>(name, shared_sink());
+    apply_format(*l);
+    l->flush_on(spdlog::level::info);
+    spdlog::register_logger(l);
+    return l;
+}
+
+namespace {
+bool needs_quotes(std::string_view v) {
+    if (v.empty()) return true;
+    for (char c : v)
+        if (c == ' ' || c == '"' || c == '=' || static_cast<unsigned char>(c) < 0x20) return true;
+    return false;
+}
+}  // namespace
+
+void log_event(spdlog::logger& log, spdlog::level::level_enum level, std::string_view event,
+               std::initializer_list<LogField> fields) {
+    if (!log.should_log(level)) return;
+    std::string line;
+    if (g_format.load() == LogFormat::json) {
+        // The JSON pattern wraps %v as the tail of an object: emit `"event":...,"k":"v"`.
+        nlohmann::json obj = nlohmann::json::object();
+        obj["event"] = std::string(event);
+        for (const auto& [k, v] : fields) obj[std::string(k)] = v;
+        std::string dumped = obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        line = dumped.substr(1, dumped.size() - 2);
+    } else {
+        line.assign(event);
+        for (const auto& [k, v] : fields) {
+            line += ' ';
+            line += k;
+            line += '=';
+            if (needs_quotes(v)) line += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            else line += v;
+        }
+    }
+    log.log(level, "{}", line);
+}
+
+}  // namespace otad::util
