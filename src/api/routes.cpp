@@ -1,0 +1,11 @@
+#include "otad/api/routes.hpp"
+
+namespace otad::api {
+
+Router build_router(Services& services) {
+    Router router;
+    add_health_routes(router, services);
+    return router;
+}
+
+}  // namespace otad::api

@@ -1,0 +1,105 @@
+#include "serve.hpp"
+
+#include <cstdlib>
+#include <fstream>
+
+#include "otad/api/routes.hpp"
+#include "otad/net/server.hpp"
+#include "otad/platform/filesystem.hpp"
+#include "otad/storage/audit_repository.hpp"
+#include "otad/storage/token_repository.hpp"
+#include "otad/util/logging.hpp"
+#include "otad/version.hpp"
+
+namespace otad::cli {
+namespace {
+
+net::Endpoint endpoint(const std::string& key, const std::string& text) {
+    auto [host, port] = config::parse_host_port(key, text);
+    return net::Endpoint{host, port};
+}
+
+// Makes sure an operator can log in on a fresh install: OTAD_BOOTSTRAP_TOKEN (the
+// docker way) or, failing that, a generated admin token written to an owner-only file.
+void ensure_admin_token(DataDir& d, spdlog::logger& log) {
+    const char* bootstrap = std::getenv("OTAD_BOOTSTRAP_TOKEN");
+    d.database->write([&](storage::Connection& c) {
+        storage::TokenRepository tokens(c);
+        if (tokens.count_admins() > 0) return;
+        storage::AuditRepository audit(c);
+        if (bootstrap != nullptr && *bootstrap != '\0') {
+            std::string_view secret(bootstrap);
+            if (secret.size() < 16) throw std::runtime_error("OTAD_BOOTSTRAP_TOKEN must be at least 16 characters long");
+            tokens.create_with_secret("bootstrap", storage::TokenRole::admin, secret);
+            audit.append("system", "token.create", "token/bootstrap", R"({"role":"admin","source":"OTAD_BOOTSTRAP_TOKEN"})");
+            util::log_event(log, spdlog::level::info, "admin token created from OTAD_BOOTSTRAP_TOKEN", {{"name", "bootstrap"}});
+            return;
+        }
+        auto created = tokens.create("admin", storage::TokenRole::admin);
+        auto path = std::filesystem::path(d.config.data_dir) / "admin-token";
+        platform::atomic_write_file(path, created.secret + "\n", /*owner_only=*/true);
+        audit.append("system", "token.create", "token/admin", R"({"role":"admin","source":"first start"})");
+        util::log_event(log, spdlog::level::warn, "first start: admin token created",
+                        {{"name", "admin"}, {"token_file", path.string()}});
+    });
+}
+
+}  // namespace
+
+int serve(const config::Config& cfg_in) {
+    config::Config cfg = cfg_in;
+    auto log = util::logger("otad");
+    DataDir d = open_data_dir(cfg);
+    std::size_t stale_temps = d.blobs->cleanup_temp_files();
+    std::size_t orphans = storage::collect_orphan_blobs(*d.database, *d.blobs);
+    ensure_admin_token(d, *log);
+
+    net::ServerOptions options;
+    options.https = endpoint("listen", d.config.listen);
+    if (!d.config.http_listen.empty()) options.http = endpoint("http_listen", d.config.http_listen);
+    options.tls.cert_file = d.config.tls_cert_path();
+    options.tls.key_file = d.config.tls_key_path();
+    if (d.config.tls_cert.empty()) {
+        if (net::ensure_self_signed_certificate(options.tls.cert_file, options.tls.key_file, d.config.tls_hostnames))
+            util::log_event(*log, spdlog::level::info, "generated self-signed certificate",
+                            {{"cert", options.tls.cert_file.string()}});
+    }
+    options.io_threads = d.config.io_threads;
+    options.worker_threads = d.config.worker_threads;
+    options.handshake_timeout = std::chrono::milliseconds(d.config.handshake_timeout_ms);
+    options.header_timeout = std::chrono::milliseconds(d.config.header_timeout_ms);
+    options.body_timeout = std::chrono::milliseconds(d.config.body_timeout_ms);
+    options.send_timeout = std::chrono::milliseconds(d.config.send_timeout_ms);
+    options.idle_timeout = std::chrono::milliseconds(d.config.idle_timeout_ms);
+    options.shutdown_timeout = std::chrono::milliseconds(d.config.shutdown_timeout_ms);
+    options.max_header_bytes = static_cast<std::uint32_t>(d.config.max_header_bytes);
+    options.max_body_bytes = d.config.max_body_bytes;
+    options.max_connections = static_cast<std::uint32_t>(d.config.max_connections);
+    options.max_concurrent_downloads = static_cast<std::uint32_t>(d.config.max_concurrent_downloads);
+    options.retry_after_s = static_cast<std::uint32_t>(d.config.retry_after_s);
+
+    api::Services services{d.config, *d.database, *d.blobs};
+    api::Router router = api::build_router(services);
+    net::Server server(options, router, util::logger("access"), util::logger("net"));
+    auto bound = server.bind();
+
+    util::log_event(*log, spdlog::level::info, "otad started",
+                    {{"version", kVersion},
+                     {"data_dir", std::filesystem::absolute(d.config.data_dir).string()},
+                     {"database", d.config.database_path().string()},
+                     {"schema_version", std::to_string(d.schema_now)},
+                     {"migrated_from", std::to_string(d.schema_before)},
+                     {"temp_files_removed", std::to_string(stale_temps)},
+                     {"orphan_blobs_removed", std::to_string(orphans)}});
+    for (const auto& l : bound) {
+        std::string host = l.bound.host.find(':') != std::string::npos ? "[" + l.bound.host + "]" : l.bound.host;
+        std::string address = host + ":" + std::to_string(l.bound.port);
+        util::log_event(*log, spdlog::level::info, "listening",
+                        {{"scheme", l.scheme}, {"address", address}, {"url", l.scheme + "://" + address + "/"}});
+    }
+    server.run();
+    util::log_event(*log, spdlog::level::info, "otad stopped", {});
+    return 0;
+}
+
+}  // namespace otad::cli
