@@ -49,6 +49,7 @@ Response problem(unsigned status, std::string_view type, std::string_view detail
     Response r;
     r.status = status;
     r.set_body(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/problem+json");
+    if (status == 401) r.headers.set("WWW-Authenticate", R"(Bearer realm="otad")");
     return r;
 }
 
