@@ -1,0 +1,26 @@
+#pragma once
+// Device authentication for device-facing routes (poll, report, downloads, the
+// Arduino and NONOS front-ends). A product with at least one active device key
+// requires one: `Authorization: Bearer KEY`, `Authorization: token KEY` (NONOS),
+// or `?key=KEY`. A product without keys is open. Keys are stored hashed and
+// compared by hash (constant time).
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "otad/api/http.hpp"
+#include "otad/api/services.hpp"
+
+namespace otad::api {
+
+// The key presented by a device, from any of the three places; empty if none.
+std::string_view presented_device_key(const Request& request);
+
+// Returns the name of the device key used (nullopt for an open product), or throws
+// ProblemError 401 when the product needs a key and none (or a wrong/revoked one,
+// or one of another product) was presented.
+std::optional<std::string> require_device_access(const Request& request, Services& services,
+                                                 std::int64_t product_id);
+
+}  // namespace otad::api

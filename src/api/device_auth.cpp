@@ -1,0 +1,34 @@
+#include "otad/api/device_auth.hpp"
+
+#include "otad/api/auth.hpp"
+#include "otad/api/problem.hpp"
+#include "otad/storage/database.hpp"
+#include "otad/storage/device_key_repository.hpp"
+
+namespace otad::api {
+
+std::string_view presented_device_key(const Request& request) {
+    if (auto bearer = authorization_credential(request, "Bearer"); !bearer.empty()) return bearer;
+    if (auto token = authorization_credential(request, "token"); !token.empty()) return token;
+    if (auto key = request.query_param("key")) return *key;
+    return {};
+}
+
+std::optional<std::string> require_device_access(const Request& request, Services& services,
+                                                 std::int64_t product_id) {
+    std::string_view key = presented_device_key(request);
+    return services.database.read([&](storage::Connection& c) -> std::optional<std::string> {
+        storage::DeviceKeyRepository keys(c);
+        if (!key.empty()) {
+            auto found = keys.find_by_secret(key);
+            if (found && found->active() && found->product_id == product_id) return found->name;
+        }
+        if (keys.list(product_id, /*include_revoked=*/false).empty()) return std::nullopt;  // open product
+        throw ProblemError(401, "device-key-required",
+                           key.empty() ? "this product requires a device key (Authorization: Bearer KEY, "
+                                         "Authorization: token KEY, or ?key=KEY)"
+                                       : "the device key is unknown, revoked, or not for this product");
+    });
+}
+
+}  // namespace otad::api
