@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app.hpp"
+#include "remote_commands.hpp"
 #include "serve.hpp"
 #include "otad/storage/audit_repository.hpp"
 #include "otad/storage/error.hpp"
@@ -134,6 +135,9 @@ int run(int argc, char** argv) {
     token_revoke_cmd->add_option("--name", token_name, "token name")->required();
     token_revoke_cmd->add_flag("--force", token_force, "allow revoking the last admin token");
 
+    // push, ls, healthcheck
+    auto run_remote = add_remote_commands(app);
+
     // version
     auto* version_cmd = app.add_subcommand("version", "print the version and the schema version it knows");
 
@@ -159,6 +163,7 @@ int run(int argc, char** argv) {
         if (token_create_cmd->parsed()) return token_create(token_flags, token_name, token_role);
         if (token_list_cmd->parsed()) return token_list(token_flags, token_json);
         if (token_revoke_cmd->parsed()) return token_revoke(token_flags, token_name, token_force);
+        if (int code = run_remote(); code >= 0) return code;
         if (version_cmd->parsed()) {
             std::cout << "otad " << kVersion << " (schema " << storage::latest_known_version() << ")" << std::endl;
             return 0;
