@@ -4,6 +4,9 @@
 #include <fstream>
 
 #include "otad/api/routes.hpp"
+#include "otad/domain/blob_cache.hpp"
+#include "otad/domain/catalogue.hpp"
+#include "otad/domain/url_signer.hpp"
 #include "otad/net/server.hpp"
 #include "otad/platform/filesystem.hpp"
 #include "otad/storage/audit_repository.hpp"
@@ -49,6 +52,12 @@ void ensure_admin_token(DataDir& d, spdlog::logger& log) {
 int serve(const config::Config& cfg_in) {
     config::Config cfg = cfg_in;
     auto log = util::logger("otad");
+    // One daemon per data dir: a second one would remove the first one's
+    // in-flight upload temp files at start-up.
+    platform::ensure_directory(cfg.data_dir, /*owner_only=*/true);
+    auto lock = platform::FileLock::try_acquire(std::filesystem::path(cfg.data_dir) / "otad.lock");
+    if (!lock.owns_lock())
+        throw std::runtime_error("another otad serve is already using data dir " + cfg.data_dir);
     DataDir d = open_data_dir(cfg);
     std::size_t stale_temps = d.blobs->cleanup_temp_files();
     std::size_t orphans = storage::collect_orphan_blobs(*d.database, *d.blobs);
@@ -78,7 +87,13 @@ int serve(const config::Config& cfg_in) {
     options.max_concurrent_downloads = static_cast<std::uint32_t>(d.config.max_concurrent_downloads);
     options.retry_after_s = static_cast<std::uint32_t>(d.config.retry_after_s);
 
-    api::Services services{d.config, *d.database, *d.blobs};
+    // Shared by every connection: mapped blobs and download lookups (docs/downloads.md).
+    domain::BlobCache blob_cache(*d.database, *d.blobs);
+    const auto url_signer =
+        domain::UrlSigner::load_or_create(*d.database, static_cast<std::int64_t>(d.config.url_window_s),
+                                          static_cast<std::int64_t>(d.config.url_validity_s));
+    domain::Catalogue catalogue(*d.database, *d.blobs, domain::CatalogueOptions{d.config.max_artifact_bytes});
+    api::Services services{d.config, *d.database, *d.blobs, catalogue, blob_cache, url_signer};
     api::Router router = api::build_router(services);
     net::Server server(options, router, util::logger("access"), util::logger("net"));
     auto bound = server.bind();
