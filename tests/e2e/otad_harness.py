@@ -8,7 +8,7 @@ import json
 import os
 import re
 import shutil
-import signal
+import signal as _signal
 import socket
 import ssl
 import subprocess
@@ -101,7 +101,7 @@ class Otad:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
+    def stop(self, sig=_signal.SIGTERM, timeout=30):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
