@@ -66,7 +66,7 @@ void log_event(spdlog::logger& log, spdlog::level::level_enum level, std::string
     std::string line;
     if (g_format.load() == LogFormat::json) {
         // The JSON pattern wraps %v as the tail of an object: emit `"event":...,"k":"v"`.
-        nlohmann::json obj = nlohmann::json::object();
+        nlohmann::ordered_json obj = nlohmann::ordered_json::object();  // keeps "event" first
         obj["event"] = std::string(event);
         for (const auto& [k, v] : fields) obj[std::string(k)] = v;
         std::string dumped = obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

@@ -21,6 +21,7 @@ TOOLS_DIR = os.environ.get("OTAD_TOOLS_DIR", "build/tests")
 SOURCE_DIR = os.environ.get("OTAD_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 LISTEN_RE = re.compile(r"listening scheme=(https|http) address=(\S+)")
+LISTEN_JSON_RE = re.compile(r'"event":"listening","scheme":"(https|http)","address":"([^"]+)"')
 
 
 def wait_for(predicate, timeout=20.0, interval=0.02, what="condition"):
@@ -90,7 +91,8 @@ class Otad:
             if self.proc.poll() is not None:
                 raise AssertionError(f"otad exited {self.proc.returncode} before listening:\n{self.log()}")
             found = dict()
-            for scheme, addr in LISTEN_RE.findall(self.log()):
+            log = self.log()
+            for scheme, addr in LISTEN_RE.findall(log) + LISTEN_JSON_RE.findall(log):
                 found[scheme] = addr
             want = {"https"} | ({"http"} if self.http_listener else set())
             return found if want <= set(found) else None
