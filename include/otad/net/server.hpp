@@ -35,10 +35,10 @@ struct ServerOptions {
     unsigned io_threads = 0;          // 0: hardware concurrency
     unsigned worker_threads = 4;      // handlers that block (SQLite, fsync)
     std::chrono::milliseconds handshake_timeout{10'000};
-    std::chrono::milliseconds header_timeout{10'000};   // whole request header
+    std::chrono::milliseconds header_timeout{10'000};   // whole request header (and a new connection's first byte)
     std::chrono::milliseconds body_timeout{30'000};     // each body read
-    std::chrono::milliseconds send_timeout{30'000};     // each body write
-    std::chrono::milliseconds idle_timeout{60'000};     // keep-alive between requests
+    std::chrono::milliseconds send_timeout{30'000};     // response cut after this long without progress
+    std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request's first byte
     std::chrono::milliseconds shutdown_timeout{10'000}; // in-flight grace on SIGTERM
     std::uint32_t max_header_bytes = 8 * 1024;          // 431 past it
     std::uint64_t max_body_bytes = 1024 * 1024;         // default per-route body limit
@@ -61,13 +61,22 @@ public:
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
+    // `router` must outlive the server. Null loggers default to util::logger("access")
+    // and util::logger("otad").
+    //
     // Binds the listeners (throws std::runtime_error naming the endpoint or the
-    // certificate on failure) and returns what was bound.
+    // certificate on failure) and returns what was bound. Idempotent; run() calls it
+    // if needed.
     std::vector<ListenerInfo> bind();
-    // Serves until stop() or a signal; returns after in-flight requests finish or
-    // the shutdown deadline passes. A second signal ends it at once.
+    // Serves on io_threads threads (this one included) until stop() or a signal.
+    // A graceful stop closes the listeners and idle connections at once, lets
+    // requests in flight finish (answered with Connection: close), and returns when
+    // the last connection ends or shutdown_timeout passes; a second signal stops
+    // the I/O at once. Either way run() then waits for handlers already running on
+    // the worker pool to return (they are never interrupted; a blocked
+    // BodySource::read throws BodyError(closed)). Call it once.
     void run();
-    // Thread-safe: begins a graceful stop.
+    // Thread-safe, callable before or during run(): begins a graceful stop.
     void stop();
 
 private:
@@ -75,9 +84,14 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
-// Creates an ECDSA P-256 self-signed certificate for `host_names` (DNS names or
-// IP literals, as subjectAltName) unless both files already exist. The key file
-// is written owner-only. Returns true when it created them.
+// Creates an ECDSA P-256 self-signed certificate (X.509 v3, SHA-256, valid ten
+// years) for `host_names` (DNS names or IP literals, as subjectAltName; empty:
+// localhost, 127.0.0.1, ::1) unless both files already exist. The key file is
+// written owner-only (0600); each file is written to a temporary name and renamed.
+// A key without its certificate is kept and certified; a certificate without its
+// key throws std::runtime_error (never overwritten). A name that is neither a DNS
+// name nor an IP literal throws std::invalid_argument. Returns true when it wrote
+// a certificate.
 bool ensure_self_signed_certificate(const std::filesystem::path& cert_file,
                                     const std::filesystem::path& key_file,
                                     const std::vector<std::string>& host_names);

@@ -1,0 +1,56 @@
+#include "otad/net/access_log.hpp"
+
+#include <array>
+
+#include "otad/api/http.hpp"
+#include "otad/net/request_target.hpp"
+#include "otad/util/logging.hpp"
+
+namespace otad::net {
+
+bool is_secret_query_name(std::string_view decoded_name) noexcept {
+    static constexpr std::array<std::string_view, 5> secret_names = {"key", "token", "sig", "signature",
+                                                                      "access_token"};
+    for (auto name : secret_names)
+        if (api::iequals(decoded_name, name)) return true;
+    return false;
+}
+
+std::string redact_target(std::string_view target) {
+    auto question = target.find('?');
+    if (question == std::string_view::npos) return std::string(target);
+    std::string out(target.substr(0, question + 1));
+    std::string_view query = target.substr(question + 1);
+    bool first = true;
+    while (true) {
+        auto amp = query.find('&');
+        std::string_view piece = query.substr(0, amp);
+        if (!first) out.push_back('&');
+        first = false;
+        auto eq = piece.find('=');
+        if (eq != std::string_view::npos && is_secret_query_name(percent_decode(piece.substr(0, eq), true))) {
+            out.append(piece.substr(0, eq + 1));
+            out.append("REDACTED");
+        } else {
+            out.append(piece);
+        }
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return out;
+}
+
+void log_access(spdlog::logger& access_log, const AccessLogEntry& e) {
+    util::log_event(access_log, spdlog::level::info, "request",
+                    {{"remote", std::string(e.remote)},
+                     {"method", std::string(e.method.empty() ? "-" : e.method)},
+                     {"target", redact_target(e.target.empty() ? "-" : e.target)},
+                     {"status", std::to_string(e.status)},
+                     {"bytes", std::to_string(e.bytes)},
+                     {"duration_ms", std::to_string(e.duration_ms)},
+                     {"principal", std::string(e.principal)},
+                     {"tls", e.tls ? "true" : "false"},
+                     {"version", e.version == 10 ? "1.0" : "1.1"}});
+}
+
+}  // namespace otad::net

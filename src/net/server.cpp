@@ -1,0 +1,356 @@
+// Listeners, the io_context and its threads, signals and graceful shutdown.
+// Asio only: everything HTTP lives in session.cpp.
+
+#include "otad/net/server.hpp"
+
+#include <csignal>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/as_tuple.hpp>
+
+#include "otad/util/logging.hpp"
+#include "server_core.hpp"
+#include "tls.hpp"
+
+namespace otad::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// ---------------------------------------------------------------------------
+// ServerCore
+
+namespace detail {
+
+bool ServerCore::try_admit_connection() {
+    auto current = connections_.load();
+    do {
+        if (current >= options.max_connections) return false;
+    } while (!connections_.compare_exchange_weak(current, current + 1));
+    return true;
+}
+
+std::uint64_t ServerCore::register_connection(asio::any_io_executor executor,
+                                              std::shared_ptr<ConnectionControl> control) {
+    std::lock_guard lock(mutex_);
+    auto id = next_id_++;
+    live_.emplace(id, Entry{std::move(executor), std::move(control)});
+    return id;
+}
+
+void ServerCore::unregister_connection(std::uint64_t id) {
+    std::function<void()> drained;
+    {
+        std::lock_guard lock(mutex_);
+        live_.erase(id);
+        if (connections_.fetch_sub(1) == 1 && draining_.load() && !stopped_.load()) drained = std::move(on_drained_);
+    }
+    if (drained) drained();
+}
+
+void ServerCore::note_refused_connection() {
+    refused_since_log_.fetch_add(1);
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+                   .count();
+    auto last = last_refusal_log_ms_.load();
+    if (now - last < 1000 || !last_refusal_log_ms_.compare_exchange_strong(last, now)) return;
+    util::log_event(log, spdlog::level::warn, "connection_refused",
+                    {{"reason", "max_connections"},
+                     {"max_connections", std::to_string(options.max_connections)},
+                     {"refused_since_last_log", std::to_string(refused_since_log_.exchange(0))}});
+}
+
+bool ServerCore::try_begin_download() {
+    auto current = downloads_.load();
+    do {
+        if (current >= options.max_concurrent_downloads) return false;
+    } while (!downloads_.compare_exchange_weak(current, current + 1));
+    return true;
+}
+
+void ServerCore::end_download() noexcept { downloads_.fetch_sub(1); }
+
+std::uint32_t ServerCore::retry_after_seconds() {
+    // Jitter spreads a fleet's retries instead of bringing it back all at once.
+    thread_local std::mt19937 rng{std::random_device{}()};
+    std::uniform_int_distribution<std::uint32_t> jitter(0, options.retry_after_s);
+    return options.retry_after_s + jitter(rng);
+}
+
+void ServerCore::begin_drain(std::function<void()> on_drained) {
+    std::vector<Entry> live;
+    bool already_empty = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (draining_.exchange(true)) return;
+        on_drained_ = std::move(on_drained);
+        live.reserve(live_.size());
+        for (auto& [id, entry] : live_) live.push_back(entry);
+        already_empty = connections_.load() == 0;
+    }
+    for (auto& entry : live)
+        asio::post(entry.executor, [control = entry.control] {
+            if (control->close_if_idle) control->close_if_idle();
+        });
+    if (already_empty) {
+        std::function<void()> drained;
+        {
+            std::lock_guard lock(mutex_);
+            drained = std::move(on_drained_);
+        }
+        if (drained) drained();
+    }
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Server
+
+namespace {
+
+std::string describe(const Endpoint& e) { return e.host + ":" + std::to_string(e.port); }
+
+}  // namespace
+
+struct Server::Impl {
+    struct Listener {
+        explicit Listener(asio::io_context& ioc) : acceptor(ioc) {}
+        tcp::acceptor acceptor;
+        bool tls = false;
+    };
+
+    Impl(ServerOptions opts, const api::Router& router, std::shared_ptr<spdlog::logger> access,
+         std::shared_ptr<spdlog::logger> main_log)
+        : options(std::move(opts)),
+          access_log(access ? std::move(access) : util::logger("access")),
+          log(main_log ? std::move(main_log) : util::logger("otad")),
+          io_threads(options.io_threads ? options.io_threads : std::max(1u, std::thread::hardware_concurrency())),
+          ioc(static_cast<int>(io_threads)),
+          workers(std::max(1u, options.worker_threads)) {
+        core = std::make_unique<detail::ServerCore>(options, router, *access_log, *log, workers.get_executor());
+    }
+
+    ~Impl() {
+        // Sessions still alive when the io_context is destroyed (after a hard
+        // stop) must not call back into a half-destroyed server.
+        core->mark_stopped();
+        workers.stop();
+        workers.join();
+    }
+
+    std::vector<ListenerInfo> bind();
+    void start_listening();
+    void begin_shutdown(std::string_view reason);
+    void stop_now();
+    asio::awaitable<void> accept_loop(Listener& listener);
+    void wait_for_signal();
+
+    ServerOptions options;
+    std::shared_ptr<spdlog::logger> access_log;
+    std::shared_ptr<spdlog::logger> log;
+    unsigned io_threads;
+    // Destruction runs bottom-up: listeners and timers, the worker pool (joined
+    // in ~Impl; its queue may still own suspended sessions), the io_context
+    // (destroying sessions still suspended in it), and only then the TLS
+    // context and the core those sessions refer to.
+    std::unique_ptr<detail::ServerCore> core;
+    std::optional<asio::ssl::context> tls;
+    asio::io_context ioc;
+    asio::thread_pool workers;
+    std::vector<std::unique_ptr<Listener>> listeners;
+    std::vector<ListenerInfo> bound;
+    std::optional<asio::signal_set> signals;
+    std::optional<asio::steady_timer> shutdown_deadline;
+    bool shutting_down = false;  // on the io_context only
+    bool running = false;
+};
+
+std::vector<ListenerInfo> Server::Impl::bind() {
+    if (!bound.empty()) return bound;
+    if (!options.https && !options.http) throw std::runtime_error("no listener configured (neither https nor http)");
+    if (options.https) {
+        tls.emplace(asio::ssl::context::tls_server);
+        detail::configure_tls_context(tls->native_handle(), options.tls);
+    }
+    auto open_listener = [&](const Endpoint& endpoint, bool secure) {
+        const char* scheme = secure ? "https" : "http";
+        boost::system::error_code ec;
+        tcp::endpoint local;
+        auto address = asio::ip::make_address(endpoint.host, ec);
+        if (!ec) {
+            local = tcp::endpoint(address, endpoint.port);
+        } else {
+            tcp::resolver resolver(ioc);
+            auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port),
+                                            tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+            if (ec || results.empty())
+                throw std::runtime_error(std::string("cannot resolve ") + scheme + " listen address '" +
+                                         endpoint.host + "': " + (ec ? ec.message() : "no address"));
+            local = results.begin()->endpoint();
+        }
+        auto listener = std::make_unique<Listener>(ioc);
+        listener->tls = secure;
+        auto& acceptor = listener->acceptor;
+        auto check = [&](const char* step) {
+            if (ec)
+                throw std::runtime_error(std::string("cannot listen on ") + scheme + " " + describe(endpoint) + " (" +
+                                         step + "): " + ec.message());
+        };
+        acceptor.open(local.protocol(), ec);
+        check("open");
+        acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+        check("SO_REUSEADDR");
+        acceptor.bind(local, ec);
+        check("bind");
+        acceptor.listen(asio::socket_base::max_listen_connections, ec);
+        check("listen");
+        auto actual = acceptor.local_endpoint(ec);
+        check("local_endpoint");
+        bound.push_back(ListenerInfo{scheme, Endpoint{actual.address().to_string(), actual.port()}});
+        listeners.push_back(std::move(listener));
+    };
+    try {
+        if (options.https) open_listener(*options.https, true);
+        if (options.http) open_listener(*options.http, false);
+    } catch (...) {
+        listeners.clear();
+        bound.clear();
+        throw;
+    }
+    for (const auto& info : bound)
+        util::log_event(*log, spdlog::level::info, "listening",
+                        {{"scheme", info.scheme}, {"address", describe(info.bound)}});
+    return bound;
+}
+
+asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {
+    for (;;) {
+        // Each connection gets its own strand: its session, timers and body
+        // reads never run concurrently even with several I/O threads.
+        auto [ec, socket] = co_await listener.acceptor.async_accept(asio::make_strand(ioc),
+                                                                    asio::as_tuple(asio::use_awaitable));
+        if (ec) {
+            if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) co_return;
+            util::log_event(*log, spdlog::level::warn, "accept_failed", {{"error", ec.message()}});
+            // Out of descriptors or memory: back off instead of spinning on the error.
+            asio::steady_timer backoff(ioc, std::chrono::milliseconds(50));
+            co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+            continue;
+        }
+        if (core->draining()) co_return;
+        if (!core->try_admit_connection()) {
+            boost::system::error_code ignored;
+            socket.close(ignored);
+            core->note_refused_connection();
+            continue;
+        }
+        auto executor = socket.get_executor();
+        asio::co_spawn(executor,
+                       detail::serve_connection(tcp::socket(std::move(socket)), *core,
+                                                listener.tls ? &*tls : nullptr),
+                       [log = log](std::exception_ptr error) {
+                           if (!error) return;
+                           try {
+                               std::rethrow_exception(error);
+                           } catch (const std::exception& e) {
+                               util::log_event(*log, spdlog::level::err, "connection_failed", {{"error", e.what()}});
+                           }
+                       });
+    }
+}
+
+void Server::Impl::wait_for_signal() {
+    signals->async_wait([this](const boost::system::error_code& ec, int signal_number) {
+        if (ec) return;
+        if (!shutting_down) {
+            begin_shutdown(signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+            wait_for_signal();
+        } else {
+            util::log_event(*log, spdlog::level::warn, "shutdown_forced", {{"reason", "second signal"}});
+            stop_now();
+        }
+    });
+}
+
+void Server::Impl::begin_shutdown(std::string_view reason) {
+    if (shutting_down) return;
+    shutting_down = true;
+    util::log_event(*log, spdlog::level::info, "shutdown started",
+                    {{"reason", std::string(reason)}, {"connections", std::to_string(core->connection_count())}});
+    boost::system::error_code ignored;
+    for (auto& listener : listeners) listener->acceptor.close(ignored);
+    shutdown_deadline.emplace(ioc, options.shutdown_timeout);
+    shutdown_deadline->async_wait([this](const boost::system::error_code& ec) {
+        if (ec) return;
+        util::log_event(*log, spdlog::level::warn, "shutdown_deadline_passed",
+                        {{"connections_cut", std::to_string(core->connection_count())}});
+        stop_now();
+    });
+    core->begin_drain([this] { asio::post(ioc, [this] { stop_now(); }); });
+}
+
+void Server::Impl::stop_now() { ioc.stop(); }
+
+Server::Server(ServerOptions options, const api::Router& router, std::shared_ptr<spdlog::logger> access_log,
+               std::shared_ptr<spdlog::logger> log)
+    : impl_(std::make_unique<Impl>(std::move(options), router, std::move(access_log), std::move(log))) {}
+
+Server::~Server() = default;
+
+std::vector<ListenerInfo> Server::bind() {
+    auto bound = impl_->bind();
+    // Catch SIGTERM from the moment the ports are announced: a signal that
+    // arrives before run() is queued and starts the graceful stop when it runs.
+    if (impl_->options.install_signal_handlers && !impl_->signals) {
+        impl_->signals.emplace(impl_->ioc, SIGINT, SIGTERM);
+        impl_->wait_for_signal();
+    }
+    return bound;
+}
+
+void Server::run() {
+    auto& impl = *impl_;
+    if (impl.running) throw std::logic_error("Server::run() called twice");
+    impl.running = true;
+    impl.bind();
+    for (auto& listener : impl.listeners)
+        asio::co_spawn(impl.ioc, impl.accept_loop(*listener), asio::detached);
+    if (impl.options.install_signal_handlers && !impl.signals) {
+        impl.signals.emplace(impl.ioc, SIGINT, SIGTERM);
+        impl.wait_for_signal();
+    }
+    std::vector<std::thread> threads;
+    threads.reserve(impl.io_threads - 1);
+    for (unsigned i = 1; i < impl.io_threads; ++i) threads.emplace_back([&impl] { impl.ioc.run(); });
+    impl.ioc.run();
+    for (auto& t : threads) t.join();
+    // No I/O runs from here on: handlers blocked on a body read give up, and
+    // those still running on the pool finish before run() returns.
+    impl.core->mark_stopped();
+    impl.workers.stop();
+    impl.workers.join();
+    util::log_event(*impl.log, spdlog::level::info, "shutdown complete",
+                    {{"connections_cut", std::to_string(impl.core->connection_count())}});
+}
+
+void Server::stop() {
+    asio::post(impl_->ioc, [impl = impl_.get()] { impl->begin_shutdown("stop()"); });
+}
+
+}  // namespace otad::net

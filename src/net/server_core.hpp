@@ -1,0 +1,92 @@
+#pragma once
+// Private to src/net: the state the listeners (server.cpp) and the connection
+// sessions (session.cpp) share. Asio only; Beast stays in session.cpp.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "otad/net/server.hpp"
+
+namespace otad::net::detail {
+
+namespace asio = boost::asio;
+
+// What the server knows of one live connection: enough to close it when draining.
+struct ConnectionControl {
+    // Closes the connection if it is waiting for a request (TLS handshake or
+    // keep-alive idle). Set and cleared by the session; only ever called on the
+    // connection's own executor.
+    std::function<void()> close_if_idle;
+};
+
+class ServerCore {
+public:
+    ServerCore(const ServerOptions& options, const api::Router& router, spdlog::logger& access_log,
+               spdlog::logger& log, asio::thread_pool::executor_type workers)
+        : options(options), router(router), access_log(access_log), log(log), workers(workers) {}
+
+    const ServerOptions& options;
+    const api::Router& router;
+    spdlog::logger& access_log;
+    spdlog::logger& log;
+    asio::thread_pool::executor_type workers;  // handlers that may block
+
+    // Accepting: false (and nothing counted) past max_connections.
+    bool try_admit_connection();
+    // Called once per accepted connection by its session, on the connection's executor.
+    std::uint64_t register_connection(asio::any_io_executor executor, std::shared_ptr<ConnectionControl> control);
+    // Called when the session ends; finishing the last one completes a drain.
+    void unregister_connection(std::uint64_t id);
+    std::uint32_t connection_count() const noexcept { return connections_.load(); }
+    // Logs at warn, at most once per second, that a connection was refused.
+    void note_refused_connection();
+
+    // Downloads in progress (routes with is_download), capped by max_concurrent_downloads.
+    bool try_begin_download();
+    void end_download() noexcept;
+    // Retry-After for a 503: retry_after_s plus a random jitter in [0, retry_after_s].
+    std::uint32_t retry_after_seconds();
+
+    // Graceful stop: new requests are refused, idle connections closed, and
+    // `on_drained` runs (once, on some thread) when the last connection ends.
+    void begin_drain(std::function<void()> on_drained);
+    bool draining() const noexcept { return draining_.load(); }
+    // After the I/O threads have stopped: blocked body reads give up.
+    void mark_stopped() noexcept { stopped_.store(true); }
+    bool stopped() const noexcept { return stopped_.load(); }
+
+private:
+    std::atomic<std::uint32_t> connections_{0};
+    std::atomic<std::uint32_t> downloads_{0};
+    std::atomic<bool> draining_{false};
+    std::atomic<bool> stopped_{false};
+    std::atomic<std::int64_t> last_refusal_log_ms_{0};
+    std::atomic<std::uint64_t> refused_since_log_{0};
+
+    struct Entry {
+        asio::any_io_executor executor;
+        std::shared_ptr<ConnectionControl> control;
+    };
+    std::mutex mutex_;
+    std::uint64_t next_id_ = 1;
+    std::unordered_map<std::uint64_t, Entry> live_;
+    std::function<void()> on_drained_;
+};
+
+// Serves one accepted connection to its end: TLS handshake when `tls` is set,
+// then requests until the peer or a limit closes it. Runs on the socket's
+// executor, which must be a strand when the io_context runs on several threads.
+asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ServerCore& core, asio::ssl::context* tls);
+
+}  // namespace otad::net::detail

@@ -1,0 +1,768 @@
+// HTTP/1.1 sessions: one coroutine per connection, one templated code path for
+// TLS and plain TCP. With asio_beast_impl.cpp, the only file that includes Beast.
+//
+// A request's way: wait for its first byte (idle deadline) -> header (one
+// deadline, size limit) -> route -> limits and admission -> body (buffered, or
+// streamed to the handler through BodySource) -> handler (on the worker pool
+// unless the route runs inline) -> response (header block in one write, then
+// the body parts under a per-write deadline) -> one access-log line.
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include "otad/api/problem.hpp"
+#include "otad/net/access_log.hpp"
+#include "otad/net/request_target.hpp"
+#include "otad/platform/send_file.hpp"
+#include "otad/util/logging.hpp"
+#include "otad/util/strings.hpp"
+#include "server_core.hpp"
+
+namespace otad::net::detail {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// Bytes offered to one write_some from memory. Big enough for TLS to fill
+// 16 KiB records back to back; the deadline is re-armed before each write, so
+// a slow device that keeps taking bytes is never cut off.
+constexpr std::size_t max_write_size = 1024 * 1024;
+// An all-text body up to this size is sent in the same write as the header.
+constexpr std::uint64_t coalesce_limit = 16 * 1024;
+// Closing: how long to wait for TLS close_notify, and how much unread request
+// body to swallow so the client sees our answer instead of a reset.
+constexpr std::chrono::seconds close_timeout{2};
+constexpr std::chrono::seconds linger_timeout{3};
+constexpr std::chrono::milliseconds linger_gap{500};
+constexpr std::uint64_t linger_max_bytes = 4 * 1024 * 1024;
+constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// The peer went away or a deadline passed: nothing to answer, just close.
+bool is_disconnect(const error_code& ec) {
+    return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
+           ec == asio::error::connection_reset || ec == asio::error::connection_aborted ||
+           ec == asio::error::broken_pipe || ec == asio::error::operation_aborted ||
+           ec == asio::error::not_connected || ec == asio::error::bad_descriptor || ec == beast::error::timeout ||
+           ec == http::error::end_of_stream || ec == http::error::partial_message;
+}
+
+std::string endpoint_text(const tcp::endpoint& e) {
+    auto address = e.address();
+    if (address.is_v6() && address.to_v6().is_v4_mapped())
+        address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+    std::string text = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+    return text + ":" + std::to_string(e.port());
+}
+
+std::string canonical_name(std::string_view name) {
+    auto field = http::string_to_field(name);
+    return field == http::field::unknown ? std::string(name) : std::string(http::to_string(field));
+}
+
+// Framing is net's job; handlers never set these.
+bool is_net_owned_header(std::string_view name) {
+    for (std::string_view owned : {"Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Date", "Server"})
+        if (api::iequals(name, owned)) return true;
+    return false;
+}
+
+bool is_safe_header(std::string_view name, std::string_view value) {
+    if (name.empty()) return false;
+    for (char c : name)
+        if (c <= ' ' || c == ':' || static_cast<unsigned char>(c) >= 0x7f) return false;
+    for (char c : value)
+        if (c == '\r' || c == '\n' || c == '\0') return false;
+    return true;
+}
+
+std::string_view reason_for(unsigned status) {
+    auto known = http::int_to_status(status);
+    if (known != http::status::unknown) return http::obsolete_reason(known);
+    return api::reason_phrase(status);
+}
+
+std::string build_header_block(const api::Response& res, bool has_length, std::uint64_t content_length,
+                               bool keep_alive, unsigned version, spdlog::logger& log) {
+    std::string out;
+    out.reserve(256);
+    out += "HTTP/1.1 ";
+    out += std::to_string(res.status);
+    out += ' ';
+    out += reason_for(res.status);
+    out += "\r\nServer: otad\r\nDate: ";
+    out += util::http_date(util::unix_now());
+    out += "\r\n";
+    for (const auto& [name, value] : res.headers.fields()) {
+        if (is_net_owned_header(name)) continue;
+        if (!is_safe_header(name, value)) {
+            util::log_event(log, spdlog::level::err, "response_header_dropped", {{"name", name}});
+            continue;
+        }
+        out += canonical_name(name);
+        out += ": ";
+        out += value;
+        out += "\r\n";
+    }
+    // Exact Content-Length, canonical casing, never chunked: device updaters parse it by hand.
+    if (has_length) {
+        out += "Content-Length: ";
+        out += std::to_string(content_length);
+        out += "\r\n";
+    }
+    if (!keep_alive) out += "Connection: close\r\n";
+    else if (version == 10) out += "Connection: keep-alive\r\n";
+    out += "\r\n";
+    return out;
+}
+
+api::Response problem_for(const api::BodyError& e) {
+    switch (e.kind()) {
+        case api::BodyError::Kind::too_large: return api::problem(413, "payload-too-large", e.what());
+        case api::BodyError::Kind::timeout: return api::problem(408, "request-timeout", e.what());
+        case api::BodyError::Kind::closed:
+        case api::BodyError::Kind::malformed: break;
+    }
+    return api::problem(400, "bad-request", e.what());
+}
+
+api::BodyError body_error_from(const error_code& ec, std::uint64_t limit) {
+    using Kind = api::BodyError::Kind;
+    if (ec == http::error::body_limit)
+        return {Kind::too_large, "request body exceeds the limit of " + std::to_string(limit) + " bytes"};
+    if (ec == beast::error::timeout) return {Kind::timeout, "request body not received in time"};
+    if (is_disconnect(ec)) return {Kind::closed, "connection closed before the request body ended"};
+    return {Kind::malformed, "malformed request body: " + ec.message()};
+}
+
+api::Response invoke_handler(const api::Route& route, api::Request& request, spdlog::logger& log) {
+    try {
+        return route.handler(request);
+    } catch (const api::ProblemError& e) {
+        return e.to_response();
+    } catch (const api::BodyError& e) {
+        return problem_for(e);
+    } catch (const std::exception& e) {
+        util::log_event(log, spdlog::level::err, "handler_failed",
+                        {{"method", request.method_name}, {"path", request.path}, {"error", e.what()}});
+    } catch (...) {
+        util::log_event(log, spdlog::level::err, "handler_failed",
+                        {{"method", request.method_name}, {"path", request.path}, {"error", "unknown exception"}});
+    }
+    return api::problem(500, "internal-error", "internal error");
+}
+
+// Holds one of the server's download slots for as long as it lives.
+class DownloadSlot {
+public:
+    DownloadSlot() = default;
+    DownloadSlot(const DownloadSlot&) = delete;
+    DownloadSlot& operator=(const DownloadSlot&) = delete;
+    ~DownloadSlot() {
+        if (core_) core_->end_download();
+    }
+    bool acquire(ServerCore& core) {
+        if (!core.try_begin_download()) return false;
+        core_ = &core;
+        return true;
+    }
+
+private:
+    ServerCore* core_ = nullptr;
+};
+
+// Watches one response while it is sent. A deadline per write is not enough:
+// the socket only turns writable again once a third of its (auto-tuned, possibly
+// megabytes large) send buffer has drained, which can take a slow but healthy
+// device longer than send_timeout. So the watchdog counts any progress, the
+// bytes we hand over and the bytes the peer acknowledges (the socket's send
+// queue shrinking), and cuts the connection only after send_timeout with none.
+struct SendWatch {
+    explicit SendWatch(asio::any_io_executor executor) : timer(std::move(executor)) {}
+    asio::steady_timer timer;
+    std::uint64_t written = 0;  // bytes handed to the stream so far
+    bool done = false;          // the response is over: stop watching
+    bool fired = false;         // we cut the connection for lack of progress
+};
+
+// Runs on the connection's executor beside the writes. `cut` is only called
+// while the response is still being written, so the session is alive then.
+asio::awaitable<void> watch_sends(std::shared_ptr<SendWatch> watch, int socket_fd, std::chrono::milliseconds timeout,
+                                  std::function<void()> cut) {
+    std::uint64_t last_written = watch->written;
+    auto last_queued = platform::socket_unacknowledged_bytes(socket_fd);
+    for (;;) {
+        if (watch->done) co_return;  // a quick response may be over before we ever start
+        watch->timer.expires_after(timeout);
+        co_await watch->timer.async_wait(use_tuple);
+        if (watch->done) co_return;
+        auto queued = platform::socket_unacknowledged_bytes(socket_fd);
+        const bool progressed =
+            watch->written != last_written || (queued && last_queued && *queued < *last_queued);
+        if (!progressed) {
+            watch->fired = true;
+            cut();
+            co_return;
+        }
+        last_written = watch->written;
+        last_queued = queued;
+    }
+}
+
+struct BodyChunk {
+    std::size_t bytes = 0;  // 0 without error: the body has ended
+    error_code ec;
+};
+
+struct Exchange {
+    Clock::time_point started;
+    std::string method;
+    std::string target;
+    unsigned version = 11;
+    bool head = false;
+};
+
+template <class Stream>
+class StreamedBody;
+
+template <class Stream>
+class Session {
+public:
+    static constexpr bool is_tls = !std::is_same_v<Stream, PlainStream>;
+
+    Session(Stream stream, ServerCore& core, std::string remote)
+        : stream_(std::move(stream)),
+          core_(core),
+          remote_(std::move(remote)),
+          control_(std::make_shared<ConnectionControl>()) {
+        control_->close_if_idle = [this] {
+            if (idle_) lowest().cancel();
+        };
+        id_ = core_.register_connection(stream_.get_executor(), control_);
+    }
+    ~Session() {
+        control_->close_if_idle = nullptr;
+        core_.unregister_connection(id_);
+    }
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    asio::awaitable<void> run();
+
+    // For StreamedBody: reads the next piece of a streamed body into `out`, on
+    // this connection's executor while the handler waits on its worker thread.
+    asio::awaitable<BodyChunk> read_body_chunk(http::request_parser<http::buffer_body>& parser, std::span<char> out);
+    asio::any_io_executor executor() { return stream_.get_executor(); }
+    ServerCore& core() noexcept { return core_; }
+
+private:
+    beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+    asio::awaitable<bool> wait_for_request(bool first);
+    asio::awaitable<bool> serve_request();
+    asio::awaitable<bool> respond(const Exchange& exchange, api::Response response, bool keep_alive, bool linger);
+    // Writes all of `bytes`, adding to `written` as they go. With a watch, the
+    // watch guards progress; without one, each write gets send_timeout.
+    asio::awaitable<error_code> write_all(std::string_view bytes, std::uint64_t& written, SendWatch* watch = nullptr);
+    asio::awaitable<error_code> write_slice(const api::FileSlice& slice, SendWatch& watch);
+    asio::awaitable<error_code> send_file_slice(const api::FileSlice& slice, SendWatch& watch, std::uint64_t& done,
+                                                bool& unsupported);
+    asio::awaitable<void> close();
+
+    Stream stream_;
+    beast::flat_buffer buffer_;
+    ServerCore& core_;
+    std::string remote_;
+    std::shared_ptr<ConnectionControl> control_;
+    std::uint64_t id_ = 0;
+    bool idle_ = false;              // waiting for a request: drain may close us
+    bool continue_owed_ = false;     // "100 Continue" due before the first body read
+    bool orderly_close_ = false;     // we chose to close after a complete answer
+    bool linger_ = false;            // unread request body left on the wire
+};
+
+// The handler's view of a streamed request body. read() runs on a worker
+// thread: it hands the read to the connection's executor and blocks until the
+// bytes (or an error) are back.
+template <class Stream>
+class StreamedBody final : public api::BodySource {
+public:
+    StreamedBody(Session<Stream>& session, http::request_parser<http::buffer_body>& parser, std::uint64_t limit)
+        : session_(session), parser_(parser), limit_(limit) {}
+
+    std::size_t read(std::span<char> out) override {
+        if (error_) throw *error_;
+        if (ended_ || out.empty()) return 0;
+        struct Pending {
+            std::mutex mutex;
+            std::condition_variable done_cv;
+            bool done = false;
+            BodyChunk chunk;
+        };
+        auto pending = std::make_shared<Pending>();
+        asio::co_spawn(session_.executor(), session_.read_body_chunk(parser_, out),
+                       [pending](std::exception_ptr failure, BodyChunk chunk) {
+                           if (failure) chunk = BodyChunk{0, make_error_code(boost::system::errc::io_error)};
+                           std::lock_guard lock(pending->mutex);
+                           pending->chunk = chunk;
+                           pending->done = true;
+                           pending->done_cv.notify_one();
+                       });
+        std::unique_lock lock(pending->mutex);
+        while (!pending->done) {
+            // After a hard stop no I/O thread will ever answer: give up rather than hang the pool.
+            if (session_.core().stopped()) {
+                error_.emplace(api::BodyError::Kind::closed, "server stopped");
+                throw *error_;
+            }
+            pending->done_cv.wait_for(lock, std::chrono::milliseconds(100));
+        }
+        if (pending->chunk.ec) {
+            error_.emplace(body_error_from(pending->chunk.ec, limit_));
+            throw *error_;
+        }
+        if (pending->chunk.bytes == 0) ended_ = true;
+        return pending->chunk.bytes;
+    }
+
+    bool failed() const noexcept { return error_.has_value(); }
+
+private:
+    Session<Stream>& session_;
+    http::request_parser<http::buffer_body>& parser_;
+    std::uint64_t limit_;
+    bool ended_ = false;
+    std::optional<api::BodyError> error_;
+};
+
+template <class Stream>
+asio::awaitable<void> Session<Stream>::run() {
+    if constexpr (is_tls) {
+        idle_ = true;
+        lowest().expires_after(core_.options.handshake_timeout);
+        auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::server, use_tuple);
+        idle_ = false;
+        if (ec) {
+            // Scanners and old clients fail here all day long: debug, not warn.
+            util::log_event(core_.log, spdlog::level::debug, "tls_handshake_failed",
+                            {{"remote", remote_}, {"error", ec.message()}});
+            lowest().close();
+            co_return;
+        }
+    }
+    bool first = true;
+    for (;;) {
+        if (core_.draining()) {
+            orderly_close_ = true;
+            break;
+        }
+        if (!co_await wait_for_request(first)) break;
+        first = false;
+        if (!co_await serve_request()) break;
+    }
+    co_await close();
+}
+
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::wait_for_request(bool first) {
+    if (buffer_.size() > 0) co_return true;  // a pipelined request is already here
+    // Idle connections should cost little: give the read buffer back.
+    buffer_.shrink_to_fit();
+    idle_ = true;
+    lowest().expires_after(first ? core_.options.header_timeout : core_.options.idle_timeout);
+    // Wait for one byte rather than for the whole header: the header's own
+    // deadline starts when the request does, and the wait needs no buffer.
+    char probe = 0;
+    auto [ec, n] = co_await stream_.async_read_some(asio::buffer(&probe, 1), use_tuple);
+    idle_ = false;
+    if (ec || n == 0) co_return false;
+    buffer_.commit(asio::buffer_copy(buffer_.prepare(1), asio::buffer(&probe, 1)));
+    co_return true;
+}
+
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::serve_request() {
+    const auto& options = core_.options;
+    continue_owed_ = false;
+    Exchange exchange;
+    exchange.started = Clock::now();
+
+    auto header_parser = std::make_unique<http::request_parser<http::empty_body>>();
+    header_parser->header_limit(options.max_header_bytes);
+    // Beast would check Content-Length against its limit only here, with the
+    // wrong (global) limit; the route's limit is checked below instead.
+    header_parser->body_limit(boost::none);
+    lowest().expires_after(options.header_timeout);
+    auto [read_ec, header_bytes] = co_await http::async_read_header(stream_, buffer_, *header_parser, use_tuple);
+    {
+        const auto& partial = header_parser->get();
+        exchange.method = std::string(partial.method_string());
+        exchange.target = std::string(partial.target());
+        exchange.version = partial.version() == 10 ? 10 : 11;
+    }
+    if (read_ec) {
+        if (read_ec == http::error::header_limit) {
+            co_return co_await respond(exchange,
+                                       api::problem(431, "header-too-large",
+                                                    "request header exceeds " +
+                                                        std::to_string(options.max_header_bytes) + " bytes"),
+                                       false, true);
+        }
+        if (is_disconnect(read_ec) || read_ec.category() != http::make_error_code(http::error::bad_target).category())
+            co_return false;
+        co_return co_await respond(exchange, api::problem(400, "bad-request", "malformed request: " + read_ec.message()),
+                                   false, true);
+    }
+
+    const auto& header = header_parser->get();
+    exchange.head = header.method() == http::verb::head;
+    bool keep_alive = header.keep_alive();
+    bool body_pending = !header_parser->is_done();
+    if (header.version() != 10 && header.version() != 11) {
+        co_return co_await respond(exchange,
+                                   api::problem(505, "http-version-not-supported", "only HTTP/1.0 and 1.1 are served"),
+                                   false, true);
+    }
+
+    auto target = parse_request_target(exchange.target);
+    if (!target.ok) co_return co_await respond(exchange, api::problem(400, "bad-request", target.error), false, true);
+
+    api::Request request;
+    request.method_name = exchange.method;
+    request.method = api::parse_method(request.method_name);
+    request.target = exchange.target;
+    request.path = std::move(target.path);
+    request.query = std::move(target.query);
+    for (const auto& field : header) request.headers.add(std::string(field.name_string()), std::string(field.value()));
+    request.remote_address = remote_;
+    request.secure = is_tls;
+    request.http_version = exchange.version;
+    if (auto length = header_parser->content_length()) request.content_length = *length;
+    const bool expects_continue =
+        exchange.version == 11 && api::iequals(util::trim(request.headers.get("Expect").value_or("")), "100-continue");
+
+    auto match = core_.router.match(request.method, request.path);
+    if (match.kind == api::Router::Match::Kind::not_found)
+        co_return co_await respond(exchange, api::problem(404, "not-found", "no resource at " + request.path),
+                                   keep_alive && !body_pending, body_pending);
+    if (match.kind == api::Router::Match::Kind::method_not_allowed) {
+        std::string allow;
+        for (auto method : match.allowed) {
+            if (!allow.empty()) allow += ", ";
+            allow += api::to_string(method);
+        }
+        auto response = api::problem(405, "method-not-allowed",
+                                     "method " + request.method_name + " is not allowed on " + request.path);
+        response.headers.set("Allow", allow);
+        co_return co_await respond(exchange, std::move(response), keep_alive && !body_pending, body_pending);
+    }
+    const api::Route& route = *match.route;
+    request.params = std::move(match.params);
+
+    const std::uint64_t limit = route.options.max_body_bytes ? route.options.max_body_bytes : options.max_body_bytes;
+    if (request.content_length && *request.content_length > limit) {
+        // Before reading a byte of it (Beast would only compare with its global limit).
+        co_return co_await respond(exchange,
+                                   api::problem(413, "payload-too-large",
+                                                "request body of " + std::to_string(*request.content_length) +
+                                                    " bytes exceeds the limit of " + std::to_string(limit) + " bytes"),
+                                   false, true);
+    }
+
+    DownloadSlot download;
+    if (route.options.is_download && !exchange.head && !download.acquire(core_)) {
+        auto response = api::problem(503, "busy", "too many downloads in progress; retry later");
+        response.headers.set("Retry-After", std::to_string(core_.retry_after_seconds()));
+        co_return co_await respond(exchange, std::move(response), keep_alive && !body_pending, body_pending);
+    }
+
+    std::optional<http::request_parser<http::buffer_body>> stream_parser;
+    std::optional<StreamedBody<Stream>> streamed_body;
+    if (route.options.stream_body) {
+        stream_parser.emplace(std::move(*header_parser));
+        stream_parser->body_limit(limit);
+        continue_owed_ = expects_continue && body_pending;  // sent by the first read(), if any
+        streamed_body.emplace(*this, *stream_parser, limit);
+        request.body_source = &*streamed_body;
+    } else if (body_pending) {
+        http::request_parser<http::string_body> body_parser(std::move(*header_parser));
+        body_parser.body_limit(limit);  // chunked bodies: enforced as the chunks arrive
+        if (expects_continue) {
+            std::uint64_t ignored = 0;
+            if (co_await write_all(continue_response, ignored)) co_return false;
+        }
+        while (!body_parser.is_done()) {
+            lowest().expires_after(options.body_timeout);
+            auto [ec, n] = co_await http::async_read_some(stream_, buffer_, body_parser, use_tuple);
+            // Answered (and logged) even when the peer is gone: the write then just fails.
+            if (ec) co_return co_await respond(exchange, problem_for(body_error_from(ec, limit)), false, true);
+        }
+        request.body = std::move(body_parser.get().body());
+        body_pending = false;
+    }
+    header_parser.reset();
+
+    api::Response response;
+    // A streamed body blocks in read(): never on the I/O thread.
+    if (route.options.runs_inline && !route.options.stream_body) {
+        response = invoke_handler(route, request, core_.log);
+    } else {
+        response = co_await asio::co_spawn(
+            core_.workers,
+            [&]() -> asio::awaitable<api::Response> { co_return invoke_handler(route, request, core_.log); },
+            asio::use_awaitable);
+    }
+    if (stream_parser) body_pending = !stream_parser->is_done() || streamed_body->failed();
+    co_return co_await respond(exchange, std::move(response), keep_alive && !body_pending, body_pending);
+}
+
+template <class Stream>
+asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Response response, bool keep_alive,
+                                               bool linger) {
+    if (core_.draining()) keep_alive = false;
+    // A handler may ask to close (Connection itself is net's to write).
+    if (api::iequals(util::trim(response.headers.get("Connection").value_or("")), "close")) keep_alive = false;
+    // Interim (1xx) answers are net's business (100 Continue); a handler's must be final.
+    bool valid = response.status >= 200 && response.status <= 999;
+    for (const auto& part : response.body) {
+        if (const auto* slice = std::get_if<api::FileSlice>(&part)) {
+            if (!slice->file || slice->offset > slice->file->size() ||
+                slice->length > slice->file->size() - slice->offset)
+                valid = false;
+        }
+    }
+    if (!valid) {
+        util::log_event(core_.log, spdlog::level::err, "invalid_response",
+                        {{"status", std::to_string(response.status)}, {"target", redact_target(exchange.target)}});
+        response = api::problem(500, "internal-error", "internal error");
+    }
+
+    const unsigned status = response.status;
+    const bool bodiless_status = status == 204 || status == 304;
+    const std::uint64_t content_length = bodiless_status ? 0 : response.body_size();
+    const bool send_body = !exchange.head && !bodiless_status && content_length > 0;
+
+    std::string block =
+        build_header_block(response, !bodiless_status, content_length, keep_alive, exchange.version, core_.log);
+    const std::uint64_t header_size = block.size();
+    const bool all_text = std::all_of(response.body.begin(), response.body.end(),
+                                      [](const api::BodyPart& p) { return std::holds_alternative<std::string>(p); });
+    const bool coalesce = send_body && all_text && content_length <= coalesce_limit;
+    if (coalesce)
+        for (const auto& part : response.body) block += std::get<std::string>(part);
+
+    // One watchdog for the whole response instead of a deadline per write.
+    auto watch = std::make_shared<SendWatch>(stream_.get_executor());
+    lowest().expires_never();
+    asio::co_spawn(stream_.get_executor(),
+                   watch_sends(watch, lowest().socket().native_handle(), core_.options.send_timeout,
+                               [this] { lowest().cancel(); }),
+                   asio::detached);
+    error_code ec = co_await write_all(block, watch->written, watch.get());
+    if (!ec && send_body && !coalesce) {
+        for (const auto& part : response.body) {
+            if (const auto* text = std::get_if<std::string>(&part))
+                ec = co_await write_all(*text, watch->written, watch.get());
+            else ec = co_await write_slice(std::get<api::FileSlice>(part), *watch);
+            if (ec) break;
+        }
+    }
+    watch->done = true;
+    watch->timer.cancel();
+    const std::uint64_t written = watch->written;
+    const std::uint64_t body_bytes = written > header_size ? written - header_size : 0;
+
+    log_access(core_.access_log,
+               AccessLogEntry{remote_, exchange.method, exchange.target, status, body_bytes,
+                              static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                             Clock::now() - exchange.started)
+                                                             .count()),
+                              response.principal, is_tls, exchange.version});
+    if (ec) {
+        if (watch->fired)
+            util::log_event(core_.log, spdlog::level::info, "response_stalled",
+                            {{"remote", remote_}, {"bytes", std::to_string(body_bytes)}});
+        else if (!is_disconnect(ec))
+            util::log_event(core_.log, spdlog::level::info, "response_write_failed",
+                            {{"remote", remote_}, {"error", ec.message()}});
+        co_return false;
+    }
+    if (!keep_alive) {
+        orderly_close_ = true;
+        linger_ = linger;
+    }
+    co_return keep_alive;
+}
+
+template <class Stream>
+asio::awaitable<error_code> Session<Stream>::write_all(std::string_view bytes, std::uint64_t& written,
+                                                       SendWatch* watch) {
+    while (!bytes.empty()) {
+        if (!watch) lowest().expires_after(core_.options.send_timeout);
+        auto [ec, n] = co_await stream_.async_write_some(
+            asio::buffer(bytes.data(), std::min<std::size_t>(bytes.size(), max_write_size)), use_tuple);
+        written += n;
+        bytes.remove_prefix(n);
+        if (ec) co_return ec;
+    }
+    co_return error_code{};
+}
+
+template <class Stream>
+asio::awaitable<error_code> Session<Stream>::write_slice(const api::FileSlice& slice, SendWatch& watch) {
+    std::uint64_t done = 0;
+    if constexpr (!is_tls) {
+        if (slice.file->native_handle() >= 0 && platform::send_file_supported()) {
+            bool unsupported = false;
+            auto ec = co_await send_file_slice(slice, watch, done, unsupported);
+            if (ec || !unsupported) co_return ec;
+            // No zero-copy path for this file: send the rest from memory.
+        }
+    }
+    co_return co_await write_all(slice.file->bytes(slice.offset + done, slice.length - done), watch.written, &watch);
+}
+
+template <class Stream>
+asio::awaitable<error_code> Session<Stream>::send_file_slice(const api::FileSlice& slice, SendWatch& watch,
+                                                             std::uint64_t& done, bool& unsupported) {
+    auto& socket = lowest().socket();
+    error_code ec;
+    if (!socket.non_blocking()) socket.non_blocking(true, ec);
+    if (ec) {
+        unsupported = true;
+        co_return error_code{};
+    }
+    while (done < slice.length) {
+        auto result = platform::send_file(socket.native_handle(), slice.file->native_handle(), slice.offset + done,
+                                          slice.length - done);
+        done += result.bytes_sent;
+        watch.written += result.bytes_sent;
+        if (result.unsupported) {
+            unsupported = true;
+            co_return error_code{};
+        }
+        if (result.error) co_return error_code(result.error.value(), boost::system::generic_category());
+        if (result.would_block) {
+            // The watch cancels this wait if the peer stops taking bytes.
+            auto [wait_ec] = co_await socket.async_wait(tcp::socket::wait_write, use_tuple);
+            if (wait_ec) co_return wait_ec;
+        }
+    }
+    co_return error_code{};
+}
+
+template <class Stream>
+asio::awaitable<BodyChunk> Session<Stream>::read_body_chunk(http::request_parser<http::buffer_body>& parser,
+                                                             std::span<char> out) {
+    if (continue_owed_) {
+        continue_owed_ = false;
+        std::uint64_t ignored = 0;
+        if (auto ec = co_await write_all(continue_response, ignored)) co_return BodyChunk{0, ec};
+    }
+    for (;;) {
+        if (parser.is_done()) co_return BodyChunk{};
+        auto& body = parser.get().body();
+        body.data = out.data();
+        body.size = out.size();
+        lowest().expires_after(core_.options.body_timeout);
+        auto [ec, n] = co_await http::async_read_some(stream_, buffer_, parser, use_tuple);
+        const std::size_t got = out.size() - body.size;
+        body.data = nullptr;
+        body.size = 0;
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) co_return BodyChunk{0, ec};
+        if (got > 0) co_return BodyChunk{got, {}};
+    }
+}
+
+template <class Stream>
+asio::awaitable<void> Session<Stream>::close() {
+    auto& socket = lowest().socket();
+    if (!socket.is_open()) co_return;
+    if (orderly_close_) {
+        error_code ignored;
+        if constexpr (!is_tls) socket.shutdown(tcp::socket::shutdown_send, ignored);
+        if (linger_) {
+            // We answered before the client finished sending its body. Closing
+            // now, with its bytes unread, would reset the connection and could
+            // destroy our answer in flight: swallow what it still sends (bounded)
+            // until it stops, as nginx's lingering close does.
+            // It ends when the client closes, pauses for linger_gap, or passes
+            // linger_timeout or linger_max_bytes in all.
+            std::uint64_t swallowed = 0;
+            std::unique_ptr<char[]> scratch(new char[16 * 1024]);
+            const auto give_up = Clock::now() + linger_timeout;
+            while (swallowed < linger_max_bytes && Clock::now() < give_up) {
+                lowest().expires_after(std::min<Clock::duration>(linger_gap, give_up - Clock::now()));
+                auto [ec, n] = co_await stream_.async_read_some(asio::buffer(scratch.get(), 16 * 1024), use_tuple);
+                if (ec) break;
+                swallowed += n;
+            }
+        }
+        if constexpr (is_tls) {
+            // close_notify, and the peer's under a short deadline; a truncated
+            // reply is a normal end here.
+            if (socket.is_open()) {
+                lowest().expires_after(close_timeout);
+                co_await stream_.async_shutdown(use_tuple);
+            }
+        }
+    }
+    if (socket.is_open()) lowest().close();
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_connection(tcp::socket socket, ServerCore& core, asio::ssl::context* tls) {
+    error_code ec;
+    auto peer = socket.remote_endpoint(ec);
+    std::string remote = ec ? std::string("unknown") : endpoint_text(peer);
+    // Header blocks and small answers must not wait for delayed ACKs.
+    socket.set_option(tcp::no_delay(true), ec);
+    if (tls != nullptr) {
+        auto session = std::make_unique<Session<TlsStream>>(TlsStream(beast::tcp_stream(std::move(socket)), *tls),
+                                                            core, std::move(remote));
+        co_await session->run();
+    } else {
+        auto session =
+            std::make_unique<Session<PlainStream>>(PlainStream(std::move(socket)), core, std::move(remote));
+        co_await session->run();
+    }
+}
+
+}  // namespace otad::net::detail
