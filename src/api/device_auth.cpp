@@ -2,10 +2,21 @@
 
 #include "otad/api/auth.hpp"
 #include "otad/api/problem.hpp"
+#include "otad/domain/device_keys.hpp"
 #include "otad/storage/database.hpp"
 #include "otad/storage/device_key_repository.hpp"
 
 namespace otad::api {
+namespace {
+
+[[noreturn]] void refuse(std::string_view presented) {
+    throw ProblemError(401, "device-key-required",
+                       presented.empty() ? "this product requires a device key (Authorization: Bearer KEY, "
+                                           "Authorization: token KEY, or ?key=KEY)"
+                                         : "the device key is unknown, revoked, or not for this product");
+}
+
+}  // namespace
 
 std::string_view presented_device_key(const Request& request) {
     if (auto bearer = authorization_credential(request, "Bearer"); !bearer.empty()) return bearer;
@@ -17,6 +28,16 @@ std::string_view presented_device_key(const Request& request) {
 std::optional<std::string> require_device_access(const Request& request, Services& services,
                                                  std::int64_t product_id) {
     std::string_view key = presented_device_key(request);
+    // The served path: answered from DeviceKeys' memory (see device_keys.hpp).
+    if (services.device_keys != nullptr) {
+        auto decision = services.device_keys->check(product_id, key);
+        switch (decision.access) {
+            case domain::DeviceAccess::open: return std::nullopt;
+            case domain::DeviceAccess::granted: return std::move(decision.key_name);
+            case domain::DeviceAccess::denied: refuse(key);
+        }
+    }
+    // Without the cache (tests that build Services by hand): straight from the database.
     return services.database.read([&](storage::Connection& c) -> std::optional<std::string> {
         storage::DeviceKeyRepository keys(c);
         if (!key.empty()) {
@@ -24,10 +45,7 @@ std::optional<std::string> require_device_access(const Request& request, Service
             if (found && found->active() && found->product_id == product_id) return found->name;
         }
         if (keys.list(product_id, /*include_revoked=*/false).empty()) return std::nullopt;  // open product
-        throw ProblemError(401, "device-key-required",
-                           key.empty() ? "this product requires a device key (Authorization: Bearer KEY, "
-                                         "Authorization: token KEY, or ?key=KEY)"
-                                       : "the device key is unknown, revoked, or not for this product");
+        refuse(key);
     });
 }
 

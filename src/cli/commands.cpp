@@ -7,6 +7,7 @@
 
 #include "app.hpp"
 #include "remote_commands.hpp"
+#include "keys_commands.hpp"
 #include "serve.hpp"
 #include "otad/storage/audit_repository.hpp"
 #include "otad/storage/error.hpp"
@@ -137,6 +138,8 @@ int run(int argc, char** argv) {
 
     // push, ls, healthcheck
     auto run_remote = add_remote_commands(app);
+    // keys (manifest signing keys)
+    auto run_keys = add_keys_commands(app);
 
     // version
     auto* version_cmd = app.add_subcommand("version", "print the version and the schema version it knows");
@@ -164,6 +167,7 @@ int run(int argc, char** argv) {
         if (token_list_cmd->parsed()) return token_list(token_flags, token_json);
         if (token_revoke_cmd->parsed()) return token_revoke(token_flags, token_name, token_force);
         if (int code = run_remote(); code >= 0) return code;
+        if (int code = run_keys(); code >= 0) return code;
         if (version_cmd->parsed()) {
             std::cout << "otad " << kVersion << " (schema " << storage::latest_known_version() << ")" << std::endl;
             return 0;

@@ -1,11 +1,13 @@
 #include "serve.hpp"
 
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 
 #include "otad/api/routes.hpp"
 #include "otad/domain/blob_cache.hpp"
 #include "otad/domain/catalogue.hpp"
+#include "device_services.hpp"
 #include "otad/domain/url_signer.hpp"
 #include "otad/net/server.hpp"
 #include "otad/platform/filesystem.hpp"
@@ -25,7 +27,15 @@ net::Endpoint endpoint(const std::string& key, const std::string& text) {
 // Makes sure an operator can log in on a fresh install: OTAD_BOOTSTRAP_TOKEN (the
 // docker way) or, failing that, a generated admin token written to an owner-only file.
 void ensure_admin_token(DataDir& d, spdlog::logger& log) {
-    const char* bootstrap = std::getenv("OTAD_BOOTSTRAP_TOKEN");
+    // OTAD_BOOTSTRAP_TOKEN_FILE names a file holding it (docker/compose secrets).
+    std::string from_file;
+    if (const char* file = std::getenv("OTAD_BOOTSTRAP_TOKEN_FILE"); file != nullptr && *file != '\0') {
+        std::ifstream in(file);
+        if (!in) throw std::runtime_error(std::string("cannot read OTAD_BOOTSTRAP_TOKEN_FILE ") + file);
+        std::getline(in, from_file);
+        while (!from_file.empty() && (from_file.back() == '\r' || from_file.back() == ' ')) from_file.pop_back();
+    }
+    const char* bootstrap = from_file.empty() ? std::getenv("OTAD_BOOTSTRAP_TOKEN") : from_file.c_str();
     d.database->write([&](storage::Connection& c) {
         storage::TokenRepository tokens(c);
         if (tokens.count_admins() > 0) return;
@@ -50,6 +60,9 @@ void ensure_admin_token(DataDir& d, spdlog::logger& log) {
 }  // namespace
 
 int serve(const config::Config& cfg_in) {
+    // A peer that resets the connection mid-sendfile(2) (plain-HTTP downloads) must
+    // not kill the daemon: sendfile has no MSG_NOSIGNAL, so ignore SIGPIPE and take EPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
     config::Config cfg = cfg_in;
     auto log = util::logger("otad");
     // One daemon per data dir: a second one would remove the first one's
@@ -92,8 +105,12 @@ int serve(const config::Config& cfg_in) {
     const auto url_signer =
         domain::UrlSigner::load_or_create(*d.database, static_cast<std::int64_t>(d.config.url_window_s),
                                           static_cast<std::int64_t>(d.config.url_validity_s));
-    domain::Catalogue catalogue(*d.database, *d.blobs, domain::CatalogueOptions{d.config.max_artifact_bytes});
+    domain::Catalogue catalogue(*d.database, *d.blobs, domain::CatalogueOptions{d.config.max_artifact_bytes},
+                                &blob_cache);
     api::Services services{d.config, *d.database, *d.blobs, catalogue, blob_cache, url_signer};
+    // Device API: signing keys, device keys, batched registry, poll decisions (docs/device-api.md).
+    DeviceServices device(*d.database, url_signer, d.config);
+    device.attach(services);
     api::Router router = api::build_router(services);
     net::Server server(options, router, util::logger("access"), util::logger("net"));
     auto bound = server.bind();
@@ -112,7 +129,9 @@ int serve(const config::Config& cfg_in) {
         util::log_event(*log, spdlog::level::info, "listening",
                         {{"scheme", l.scheme}, {"address", address}, {"url", l.scheme + "://" + address + "/"}});
     }
+    device.start();
     server.run();
+    device.stop();  // the last batch of device sightings
     util::log_event(*log, spdlog::level::info, "otad stopped", {});
     return 0;
 }

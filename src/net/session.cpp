@@ -36,7 +36,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "otad/api/problem.hpp"
 #include "otad/net/access_log.hpp"
@@ -45,6 +44,7 @@
 #include "otad/util/logging.hpp"
 #include "otad/util/strings.hpp"
 #include "server_core.hpp"
+#include "tls_socket_stream.hpp"
 
 namespace otad::net::detail {
 namespace {
@@ -55,7 +55,8 @@ using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 using PlainStream = beast::tcp_stream;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+// OpenSSL straight on the socket: no per-connection Asio engine buffers (memory per idle connection).
+using TlsStream = TlsSocketStream;
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
@@ -291,7 +292,12 @@ public:
     ServerCore& core() noexcept { return core_; }
 
 private:
-    beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+    // Deadlines, cancel, close and the socket: tcp_stream's for plain TCP, the
+    // TLS stream's own (same semantics) for TLS.
+    auto& lowest() {
+        if constexpr (is_tls) return stream_;
+        else return beast::get_lowest_layer(stream_);
+    }
 
     asio::awaitable<bool> wait_for_request(bool first);
     asio::awaitable<bool> serve_request();
@@ -375,7 +381,7 @@ asio::awaitable<void> Session<Stream>::run() {
     if constexpr (is_tls) {
         idle_ = true;
         lowest().expires_after(core_.options.handshake_timeout);
-        auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::server, use_tuple);
+        auto [ec] = co_await stream_.async_handshake(use_tuple);
         idle_ = false;
         if (ec) {
             // Scanners and old clients fail here all day long: debug, not warn.
@@ -755,7 +761,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ServerCore& core, asi
     // Header blocks and small answers must not wait for delayed ACKs.
     socket.set_option(tcp::no_delay(true), ec);
     if (tls != nullptr) {
-        auto session = std::make_unique<Session<TlsStream>>(TlsStream(beast::tcp_stream(std::move(socket)), *tls),
+        auto session = std::make_unique<Session<TlsStream>>(TlsStream(std::move(socket), *tls),
                                                             core, std::move(remote));
         co_await session->run();
     } else {

@@ -238,3 +238,22 @@ def test_version_and_help():
         assert "--data-dir" in proc.stdout
     bad = run_otad(["frobnicate"], check=False)
     assert bad.returncode == 2
+
+
+def test_bootstrap_token_from_file(otad_factory, tmp_path):
+    secret_file = tmp_path / "bootstrap"
+    secret_file.write_text("file-bootstrap-secret-0123456789\n")
+    d = otad_factory(env={"OTAD_BOOTSTRAP_TOKEN_FILE": str(secret_file)})
+    db = sqlite3.connect(os.path.join(d.data_dir, "otad.db"))
+    rows = db.execute("SELECT name, role, token_hash FROM tokens").fetchall()
+    db.close()
+    assert rows == [("bootstrap", "admin", hashlib.sha256(b"file-bootstrap-secret-0123456789").hexdigest())]
+    missing = run_otad(["serve", "--data-dir", str(tmp_path / "other"), "--listen", "127.0.0.1:0"],
+                       env={"OTAD_BOOTSTRAP_TOKEN_FILE": str(tmp_path / "nope")}, check=False)
+    assert missing.returncode == 1 and "OTAD_BOOTSTRAP_TOKEN_FILE" in missing.stderr
+
+
+def test_second_daemon_on_same_data_dir_is_refused(otad):
+    proc = run_otad(["serve", "--data-dir", otad.data_dir, "--listen", "127.0.0.1:0"], check=False, timeout=30)
+    assert proc.returncode == 1 and "already using data dir" in proc.stderr
+    assert otad.request("GET", "/healthz")[0] == 200

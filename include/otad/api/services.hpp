@@ -11,12 +11,31 @@ class Database;
 class BlobStore;
 }  // namespace otad::storage
 
+namespace otad::domain {
+class Catalogue;
+class BlobCache;
+class UrlSigner;
+class DeviceUpdates;
+class DeviceRegistry;
+class DeviceKeys;
+class SigningKeyRing;
+}  // namespace otad::domain
+
 namespace otad::api {
 
 struct Services {
     const config::Config& config;
     storage::Database& database;
     storage::BlobStore& blobs;
+    domain::Catalogue& catalogue;  // firmware catalogue (operator API)
+    domain::BlobCache& blob_cache;        // downloads: mapped blobs and lookups; invalidate on delete
+    const domain::UrlSigner& url_signer;  // pre-signed /api/v1/blobs/<sha256> URLs
+    // Device API (device_routes.cpp, docs/device-api.md). Null where not served (tests);
+    // require_device_access falls back to uncached lookups without device_keys.
+    domain::DeviceUpdates* device_updates = nullptr;    // poll decisions, signed manifests
+    domain::DeviceRegistry* device_registry = nullptr;  // batched sightings, reports
+    domain::DeviceKeys* device_keys = nullptr;          // per-product device keys (cached checks)
+    domain::SigningKeyRing* signing_keys = nullptr;     // manifest signing keys, GET /api/v1/keys
 };
 
 }  // namespace otad::api

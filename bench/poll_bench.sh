@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Device polls per second: otad's GET /api/v1/update (a signed manifest per poll, each poll
+# from one of DEVICES registered devices, recorded by the batched registry) side by side with
+# nginx serving a static JSON file of the same bytes for the same request lines.
+# 127.0.0.1 only; both servers get every core; wrk runs on the same machine.
+#
+#   usage: bench/poll_bench.sh
+#   env:   OTAD_BIN, MAKE_ESP_IMAGE (default: build both in build-poll-bench/, Release)
+#          RUNS=3 DURATION=10 CONNECTIONS=256 THREADS=2 DEVICES=100000
+# Prints a markdown table (median of RUNS runs) for bench/RESULTS.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BENCH="$ROOT/bench"
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-256}"
+THREADS="${THREADS:-2}"
+DEVICES="${DEVICES:-100000}"
+CORES="$(nproc)"
+
+if ! command -v wrk >/dev/null || [ ! -x /usr/sbin/nginx ] || ! command -v sqlite3 >/dev/null; then
+  echo "bench: needs wrk, nginx-light and sqlite3" >&2; exit 1
+fi
+NGINX=/usr/sbin/nginx
+if [ -z "${OTAD_BIN:-}" ] || [ -z "${MAKE_ESP_IMAGE:-}" ]; then
+  cmake -S "$ROOT" -B "$ROOT/build-poll-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$ROOT/build-poll-bench" --target otad make_esp_image -j"$CORES" >/dev/null
+  OTAD_BIN="${OTAD_BIN:-$ROOT/build-poll-bench/otad}"
+  MAKE_ESP_IMAGE="${MAKE_ESP_IMAGE:-$ROOT/build-poll-bench/tests/make_esp_image}"
+fi
+ulimit -n "$(ulimit -Hn)"
+
+WORK="$(mktemp -d /tmp/otad-poll-bench.XXXXXX)"
+OTAD_PID=""
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+OTAD_TLS_PORT="$(free_port)"; OTAD_HTTP_PORT="$(free_port)"; NGX_TLS_PORT="$(free_port)"; NGX_HTTP_PORT="$(free_port)"
+nginx_master() { cat "$WORK/nginx/nginx.pid" 2>/dev/null || true; }
+stop_otad() { if [ -n "$OTAD_PID" ]; then kill "$OTAD_PID" 2>/dev/null || true; wait "$OTAD_PID" 2>/dev/null || true; OTAD_PID=""; fi; }
+stop_nginx() {
+  local pid; pid="$(nginx_master)"
+  if [ -n "$pid" ]; then
+    kill -QUIT "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+}
+cleanup() { stop_otad; stop_nginx; rm -rf "$WORK"; }
+trap cleanup EXIT
+wait_until() {  # wait_until SECONDS COMMAND...
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "bench: timed out waiting for: $*" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
+# ---- otad: one product, 1.1.0 on stable, DEVICES devices registered on 1.0.0 -------------------
+"$OTAD_BIN" serve --data-dir "$WORK/otad" --listen "127.0.0.1:$OTAD_TLS_PORT" \
+  --http-listen "127.0.0.1:$OTAD_HTTP_PORT" >>"$WORK/otad.log" 2>&1 &
+OTAD_PID=$!
+CERT="$WORK/otad/tls/cert.pem"; KEY="$WORK/otad/tls/key.pem"
+wait_until 30 curl -sf --cacert "$CERT" "https://127.0.0.1:$OTAD_TLS_PORT/healthz"
+TOKEN="$("$OTAD_BIN" token create --name bench --role admin --data-dir "$WORK/otad" 2>/dev/null | tail -1)"
+"$MAKE_ESP_IMAGE" --kind esp32 --chip esp32 --version 1.1.0 --project bench --size 1M --out "$WORK/app.bin" >/dev/null
+curl -sf --cacert "$CERT" -H "Authorization: Bearer $TOKEN" --data-binary @"$WORK/app.bin" \
+  "https://127.0.0.1:$OTAD_TLS_PORT/api/v1/products/bench/releases/1.1.0/artifacts?chip=esp32&layout=ota" >/dev/null
+curl -sf --cacert "$CERT" -H "Authorization: Bearer $TOKEN" -X PUT -H "Content-Type: application/json" \
+  --data '{"version":"1.1.0"}' "https://127.0.0.1:$OTAD_TLS_PORT/api/v1/products/bench/channels/stable" >/dev/null
+sqlite3 "$WORK/otad/otad.db" <<EOF
+.timeout 10000
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $DEVICES - 1)
+INSERT INTO devices (id, product_id, chip, layout, slot, version, channel, remote_address, first_seen, last_seen)
+SELECT printf('dev-%06d', i), (SELECT id FROM products WHERE name = 'bench'), 'esp32', 'ota', 'ota_0', '1.0.0',
+       'stable', '127.0.0.1', CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER) FROM n;
+EOF
+[ "$(sqlite3 "$WORK/otad/otad.db" 'SELECT count(*) FROM devices')" = "$DEVICES" ]
+
+POLL="/api/v1/update?product=bench&chip=esp32&layout=ota&slot=ota_0&version=1.0.0&device=dev-000000"
+curl -sf -o "$WORK/manifest.json" "http://127.0.0.1:$OTAD_HTTP_PORT$POLL"
+MANIFEST_BYTES="$(stat -c %s "$WORK/manifest.json")"
+
+# ---- nginx: the same manifest bytes as a static file, for the same request lines ------------
+mkdir -p "$WORK/nginx/tmp"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+user $(id -un);
+worker_processes $CORES;
+worker_rlimit_nofile 20000;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 16384; }
+http {
+    types { }
+    default_type application/json;
+    keepalive_timeout 600s;
+    keepalive_requests 100000000;
+    access_log $WORK/nginx/access.log;
+    client_body_temp_path $WORK/nginx/tmp; proxy_temp_path $WORK/nginx/tmp; fastcgi_temp_path $WORK/nginx/tmp;
+    uwsgi_temp_path $WORK/nginx/tmp; scgi_temp_path $WORK/nginx/tmp;
+    ssl_certificate $CERT;
+    ssl_certificate_key $KEY;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    server {
+        listen 127.0.0.1:$NGX_TLS_PORT ssl;
+        listen 127.0.0.1:$NGX_HTTP_PORT;
+        location = /api/v1/update { alias $WORK/manifest.json; }
+    }
+}
+EOF
+"$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
+wait_until 30 curl -sf -o /dev/null "http://127.0.0.1:$NGX_HTTP_PORT$POLL"
+curl -sf "http://127.0.0.1:$NGX_HTTP_PORT$POLL" | cmp - "$WORK/manifest.json"
+
+# ---- measuring -------------------------------------------------------------------------------
+# CPU time (user + system, all threads) the server processes used: the machine may be shared,
+# so besides requests/s the table shows CPU microseconds per poll, which contention disturbs less.
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo "$t"; }
+server_pids() { if [ "$1" = otad ]; then echo "$OTAD_PID"; else local m; m="$(nginx_master)"; echo "$m" $(pgrep -P "$m"); fi; }
+run_wrk() {  # run_wrk URL [SERVER] -> "requests/s p50_us p99_us cpu_us_per_request"; fails on errors or non-2xx
+  local out line errors non2xx before after pids
+  pids="$(server_pids "${2:-otad}")"
+  before="$(cpu_ticks $pids)"
+  out="$(BENCH_DEVICES=$DEVICES wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
+         -s "$BENCH/wrk_poll.lua" "$1")"
+  after="$(cpu_ticks $pids)"
+  line="$(grep '^RESULT' <<<"$out")"
+  errors="$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$line")"; non2xx="$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$line")"
+  if [ "$errors" != 0 ] || [ "$non2xx" != 0 ]; then echo "bench: wrk saw errors on $1: $line" >&2; return 1; fi
+  awk -v cpu_us="$(( (after - before) * TICK_US ))" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+       END { printf "%.0f %d %d %.1f\n", v["requests"] / v["duration_us"] * 1000000, v["p50_us"], v["p99_us"],
+                    cpu_us / v["requests"] }' <<<"$line"
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+declare -A RESULT
+figure() {  # figure NAME SCHEME: RUNS runs per server, alternating servers, medians
+  local name=$1 scheme=$2 server port r
+  for _ in $(seq "$RUNS"); do
+    for server in otad nginx; do
+      if [ "$scheme" = https ]; then port=$([ $server = otad ] && echo "$OTAD_TLS_PORT" || echo "$NGX_TLS_PORT")
+      else port=$([ $server = otad ] && echo "$OTAD_HTTP_PORT" || echo "$NGX_HTTP_PORT"); fi
+      r="$(run_wrk "$scheme://127.0.0.1:$port$POLL" "$server")"
+      RESULT[$name.$server.runs]+="$(cut -d' ' -f1 <<<"$r") "
+      RESULT[$name.$server.lat]+="$(cut -d' ' -f2,3 <<<"$r" | tr ' ' '/')us "
+      RESULT[$name.$server.cpus]+="$(cut -d' ' -f4 <<<"$r") "
+    done
+  done
+  for server in otad nginx; do
+    RESULT[$name.$server]="$(tr ' ' '\n' <<<"${RESULT[$name.$server.runs]}" | grep . | median)"
+    RESULT[$name.$server.cpu]="$(tr ' ' '\n' <<<"${RESULT[$name.$server.cpus]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
+  done
+}
+
+echo "bench: otad $("$OTAD_BIN" version 2>/dev/null | head -1) vs $("$NGINX" -v 2>&1); $CORES cores;" \
+     "$DEVICES devices; manifest $MANIFEST_BYTES bytes; ${DURATION}s x $RUNS runs" >&2
+# Warm-up: every device's first offer and first flush (events, offered_at) happen here, so the
+# runs measure the steady state: polls of known devices, batched last-seen updates.
+echo "bench: warm-up" >&2
+DURATION=$((DURATION * 2)) run_wrk "http://127.0.0.1:$OTAD_HTTP_PORT$POLL" >/dev/null
+run_wrk "http://127.0.0.1:$NGX_HTTP_PORT$POLL" >/dev/null
+echo "bench: 1. plain HTTP polls" >&2; figure http http
+echo "bench: 2. HTTPS polls" >&2;      figure https https
+
+SEEN="$(sqlite3 "$WORK/otad/otad.db" '.timeout 10000' \
+        "SELECT count(*) FROM devices WHERE last_seen > first_seen OR offered_version IS NOT NULL")"
+SIGNED_KEYS="$(sqlite3 "$WORK/otad/otad.db" '.timeout 10000' 'SELECT count(*) FROM signing_keys')"
+row() {
+  local o=${RESULT[$2.otad]} n=${RESULT[$2.nginx]} oc=${RESULT[$2.otad.cpu]} nc=${RESULT[$2.nginx.cpu]}
+  printf "| %-38s | %8s | %8s | %5s | %8s | %8s | %5s |\n" "$1" "$o" "$n" \
+    "$(awk -v o="$o" -v n="$n" 'BEGIN { printf "%.2f", o / n }')" "$oc" "$nc" \
+    "$(awk -v o="$oc" -v n="$nc" 'BEGIN { printf "%.2f", n / o }')"
+}
+runs() {
+  echo "   $1 runs, req/s (p50/p99 latency; CPU us/poll): otad ${RESULT[$2.otad.runs]}(${RESULT[$2.otad.lat]}; ${RESULT[$2.otad.cpus]})" \
+       "nginx ${RESULT[$2.nginx.runs]}(${RESULT[$2.nginx.lat]}; ${RESULT[$2.nginx.cpus]})"
+}
+echo
+echo "| median of $RUNS, $CONNECTIONS connections         | otad r/s | nginx r/s | ratio | otad CPU us/poll | nginx CPU us/poll | ratio (nginx/otad) |"
+echo "|----------------------------------------|----------|----------|-------|----------|----------|-------|"
+row "1. plain HTTP, 200 + signed manifest" http
+row "2. HTTPS, 200 + signed manifest" https
+runs 1. http
+runs 2. https
+echo "   devices polled and recorded: $SEEN of $DEVICES; signing keys: $SIGNED_KEYS; manifest $MANIFEST_BYTES bytes"

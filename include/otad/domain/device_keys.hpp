@@ -1,0 +1,114 @@
+#pragma once
+// Per-product device keys: creation (the secret is returned once), listing,
+// revocation, and the access check every device-facing request makes.
+//
+// Rule: a product with at least one active key requires one of its keys; a
+// product without keys is open. A presented key of another product, a revoked
+// key or an unknown one is refused.
+//
+// The check is on every poll, so it is answered from memory:
+//  * per product, whether it has active keys;
+//  * per presented secret, which key it is (looked up by the SHA-256 of the
+//    secret, the way the database stores it; equal digests mean equal secrets,
+//    so no secret is ever compared byte by byte with `==`). Unknown secrets are
+//    remembered too (bounded), so a device with a wrong key cannot make every
+//    request a database read.
+// Both are dropped when this object creates or revokes a key, and rebuilt when
+// the ChangeWatch generation moves (a change made by another process).
+//
+// Thread-safe.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace otad::storage {
+class Database;
+}
+
+namespace otad::domain {
+
+class ChangeWatch;
+
+class DeviceKeyError : public std::runtime_error {
+public:
+    enum class Kind { invalid, conflict, not_found };
+    DeviceKeyError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+    Kind kind() const noexcept { return kind_; }
+
+private:
+    Kind kind_;
+};
+
+struct DeviceKeyInfo {
+    std::int64_t id = 0;
+    std::string name;
+    std::int64_t created_at = 0;
+    std::optional<std::int64_t> revoked_at;
+    bool active() const noexcept { return !revoked_at.has_value(); }
+};
+
+struct CreatedDeviceKeyInfo {
+    DeviceKeyInfo key;
+    std::string secret;  // shown once; never logged
+};
+
+enum class DeviceAccess { open, granted, denied };
+
+struct DeviceAccessDecision {
+    DeviceAccess access = DeviceAccess::denied;
+    std::string key_name;  // when granted
+};
+
+// Key names: 1..64 of [A-Za-z0-9._-]. Supplied secrets (a key already baked into
+// a fleet): 16..256 printable ASCII characters without spaces.
+bool is_valid_device_key_name(std::string_view name) noexcept;
+bool is_valid_device_key_secret(std::string_view secret) noexcept;
+
+class DeviceKeys {
+public:
+    // `watch` may be null (then only changes made through this object are seen).
+    DeviceKeys(storage::Database& database, ChangeWatch* watch = nullptr);
+    ~DeviceKeys();
+    DeviceKeys(const DeviceKeys&) = delete;
+    DeviceKeys& operator=(const DeviceKeys&) = delete;
+
+    // A new key for the product (random 32-byte secret unless `secret` is given).
+    // Audited as device_key.create by `actor` with subject product/<name>/device-key/<key>.
+    // Throws DeviceKeyError invalid (name/secret) or conflict (an active key has
+    // the name, or the secret is in use).
+    CreatedDeviceKeyInfo create(std::int64_t product_id, std::string_view product_name, std::string_view key_name,
+                                std::optional<std::string_view> secret, std::string_view actor);
+    // Oldest first, revoked keys included.
+    std::vector<DeviceKeyInfo> list(std::int64_t product_id);
+    // Throws DeviceKeyError not_found when no active key has the name.
+    void revoke(std::int64_t product_id, std::string_view product_name, std::string_view key_name,
+                std::string_view actor);
+
+    // The access decision for a request to `product_id` presenting `secret` ("" = none).
+    DeviceAccessDecision check(std::int64_t product_id, std::string_view secret);
+    // Whether the product has an active key (cached like check()).
+    bool product_requires_key(std::int64_t product_id);
+    // Names of the products any device may poll (no active key), by name; logged at start-up.
+    std::vector<std::string> open_products();
+
+    // Drops every cached decision (also done by create/revoke).
+    void invalidate();
+
+private:
+    struct Cache;
+    std::shared_ptr<Cache> fresh_cache();
+
+    storage::Database& database_;
+    ChangeWatch* watch_;
+    std::mutex mutex_;
+    std::shared_ptr<Cache> cache_;
+};
+
+}  // namespace otad::domain

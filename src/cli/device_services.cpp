@@ -1,0 +1,70 @@
+#include "device_services.hpp"
+
+#include "otad/util/logging.hpp"
+
+namespace otad::cli {
+namespace {
+
+// How stale the operator-change signal may be (see change_watch.hpp): at most one
+// audit-table read per interval on the poll path; a change this process commits
+// is seen at once (touch()), one made by another process within this interval.
+constexpr std::chrono::microseconds kChangeCheckInterval{1000};
+
+domain::SignatureAlgorithm preferred(const config::Config& config) {
+    return domain::parse_signature_algorithm(config.signing_algorithm).value_or(domain::SignatureAlgorithm::es256);
+}
+
+domain::DeviceRegistryOptions registry_options(const config::Config& config) {
+    domain::DeviceRegistryOptions o;
+    o.flush_interval = std::chrono::milliseconds(std::max<std::uint64_t>(config.device_flush_interval_ms, 1));
+    o.rollback_after_s = static_cast<std::int64_t>(config.rollback_after_s);
+    return o;
+}
+
+domain::DeviceUpdatesOptions update_options(const config::Config& config) {
+    domain::DeviceUpdatesOptions o;
+    o.public_url = config.public_url;
+    o.poll_interval_s = config.poll_interval_s;
+    o.poll_jitter_s = config.poll_jitter_s;
+    return o;
+}
+
+}  // namespace
+
+DeviceServices::DeviceServices(storage::Database& database, const domain::UrlSigner& urls,
+                               const config::Config& config)
+    : watch_(database, kChangeCheckInterval),
+      signing_keys_(database, preferred(config), &watch_),
+      device_keys_(database, &watch_),
+      registry_(database, registry_options(config)),
+      updates_(database, signing_keys_, urls, &registry_, &watch_, update_options(config)) {
+    auto log = util::logger("otad");
+    if (auto created = signing_keys_.ensure_active_key("system"))
+        util::log_event(*log, spdlog::level::warn, "no active signing key: created one",
+                        {{"key_id", created->key_id}, {"algorithm", std::string(domain::to_string(created->algorithm))}});
+    for (const auto& k : signing_keys_.list())
+        if (k.signing)
+            util::log_event(*log, spdlog::level::info, "manifests signed by",
+                            {{"key_id", k.key_id}, {"algorithm", std::string(domain::to_string(k.algorithm))}});
+    auto open = device_keys_.open_products();
+    std::string names;
+    for (const auto& n : open) names += (names.empty() ? "" : ",") + n;
+    util::log_event(*log, open.empty() ? spdlog::level::info : spdlog::level::warn,
+                    open.empty() ? "device access: every product requires a device key (or none exist yet)"
+                                 : "device access: products open to any device (no device key)",
+                    {{"count", std::to_string(open.size())}, {"products", names.empty() ? "-" : names}});
+}
+
+DeviceServices::~DeviceServices() { stop(); }
+
+void DeviceServices::attach(api::Services& services) {
+    services.device_updates = &updates_;
+    services.device_registry = &registry_;
+    services.device_keys = &device_keys_;
+    services.signing_keys = &signing_keys_;
+}
+
+void DeviceServices::start() { registry_.start(); }
+void DeviceServices::stop() noexcept { registry_.stop(); }
+
+}  // namespace otad::cli
