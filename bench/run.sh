@@ -138,21 +138,31 @@ curl -sf "http://127.0.0.1:$NGX_HTTP_PORT$BLOB_PATH" | cmp - "$WORK/image.bin"
 curl -sf "http://127.0.0.1:$OTAD_HTTP_PORT$BLOB_PATH" | cmp - "$WORK/image.bin"
 
 # ---- measuring ------------------------------------------------------------------------
-# run_wrk URL SCRIPT -> "bytes duration_us requests"; fails on any error or non-2xx answer.
+CLK_TCK="$(getconf CLK_TCK)"
+nginx_pids() { local m; m="$(nginx_master)"; echo "$m" $(pgrep -P "$m"); }
+server_pids() { if [ "$1" = otad ]; then echo "$OTAD_PID"; else nginx_pids; fi; }
+# CPU time (user + system, clock ticks) the server's processes have used so far.
+cpu_ticks() { local total=0 pid; for pid in $(server_pids "$1"); do total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat"))); done; echo "$total"; }
+
+# run_wrk URL SCRIPT [SERVER] -> "bytes duration_us requests server_cpu_ticks"; fails on any
+# error or non-2xx answer. CPU per unit of work is steadier than rates on a shared machine.
 run_wrk() {
-  local out
+  local out before=0 after=0
+  [ -n "${3:-}" ] && before=$(cpu_ticks "$3")
   out="$(BENCH_FILE_SIZE=$FILE_SIZE $PRIO wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s -s "$2" "$1")"
+  [ -n "${3:-}" ] && after=$(cpu_ticks "$3")
   local line; line="$(grep '^RESULT' <<<"$out")"
   local errors non2xx
   errors="$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$line")"; non2xx="$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$line")"
   if [ "$errors" != 0 ] || [ "$non2xx" != 0 ]; then echo "bench: wrk saw errors on $1: $line" >&2; return 1; fi
-  sed -E 's/.*bytes=([0-9]+) duration_us=([0-9]+) requests=([0-9]+).*/\1 \2 \3/' <<<"$line"
+  echo "$(sed -E 's/.*bytes=([0-9]+) duration_us=([0-9]+) requests=([0-9]+).*/\1 \2 \3/' <<<"$line") $((after - before))"
 }
 mbps() { awk '{ printf "%.0f", $1 / $2 }'; }            # MB/s (10^6 bytes)
 rps() { awk '{ printf "%.0f", $3 / $2 * 1000000 }'; }   # requests/s
+cpu_per_gb() { awk -v t="$CLK_TCK" '{ printf "%.0f", $4 * 1000 / t / ($1 / 1e9) }'; }   # server CPU ms per GB sent
+cpu_per_req() { awk -v t="$CLK_TCK" '{ printf "%.1f", $4 * 1e6 / t / $3 }'; }          # server CPU us per request
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 rss_kib() { local total=0 pid; for pid in "$@"; do total=$((total + $(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"))); done; echo "$total"; }
-nginx_pids() { local m; m="$(nginx_master)"; echo "$m" $(pgrep -P "$m"); }
 
 declare -A RESULT
 declare -A TRICKLE_RATE
@@ -166,15 +176,17 @@ record() {  # record KEY SERVER "v1 v2 v3": keeps the runs and their median
   RESULT[$1.$2.runs]="$3"
   RESULT[$1.$2]="$(tr ' ' '\n' <<<"$3" | grep . | median)"
 }
-figure() {  # figure KEY SCHEME WRK_SCRIPT UNIT(mbps|rps): RUNS runs per server, alternating, median
-  local key=$1 scheme=$2 script=$3 unit=$4 server run
-  local -A values=([otad]="" [nginx]="")
+figure() {  # figure KEY SCHEME WRK_SCRIPT UNIT(mbps|rps) CPU_UNIT(cpu_per_gb|cpu_per_req): RUNS runs each, median
+  local key=$1 scheme=$2 script=$3 unit=$4 cpu_unit=$5 server run line
+  local -A values=([otad]="" [nginx]="") cpu=([otad]="" [nginx]="")
   for run in $(seq "$RUNS"); do
     for server in otad nginx; do  # alternate, so load drifts on this shared machine hit both alike
-      values[$server]+="$(run_wrk "$scheme://127.0.0.1:$(port_of $server "$scheme")$BLOB_PATH" "$script" | $unit) "
+      line="$(run_wrk "$scheme://127.0.0.1:$(port_of $server "$scheme")$BLOB_PATH" "$script" $server)"
+      values[$server]+="$($unit <<<"$line") "
+      cpu[$server]+="$($cpu_unit <<<"$line") "
     done
   done
-  for server in otad nginx; do record "$key" "$server" "${values[$server]}"; done
+  for server in otad nginx; do record "$key" "$server" "${values[$server]}"; record "$key.cpu" "$server" "${cpu[$server]}"; done
 }
 
 echo "bench: otad $("$OTAD_BIN" version 2>/dev/null | head -1) vs $("$NGINX" -v 2>&1); $CORES cores; ${DURATION}s x $RUNS runs; figures $FIGURES" >&2
@@ -186,9 +198,9 @@ warm_up() {  # page cache, TLS state, allocator arenas
 }
 warm_up
 
-if want 1; then echo "bench: 1. HTTPS 1 MiB throughput" >&2; figure https_1m https "$BENCH/wrk_report.lua" mbps; fi
-if want 2; then echo "bench: 2. HTTPS 4 KiB ranges" >&2; figure https_4k https "$BENCH/wrk_range.lua" rps; fi
-if want 3; then echo "bench: 3. plain HTTP 1 MiB throughput" >&2; figure http_1m http "$BENCH/wrk_report.lua" mbps; fi
+if want 1; then echo "bench: 1. HTTPS 1 MiB throughput" >&2; figure https_1m https "$BENCH/wrk_report.lua" mbps cpu_per_gb; fi
+if want 2; then echo "bench: 2. HTTPS 4 KiB ranges" >&2; figure https_4k https "$BENCH/wrk_range.lua" rps cpu_per_req; fi
+if want 3; then echo "bench: 3. plain HTTP 1 MiB throughput" >&2; figure http_1m http "$BENCH/wrk_report.lua" mbps cpu_per_gb; fi
 
 # 4. Memory: fresh servers each run; RSS after every connection has finished its handshake and one request.
 HOLD_RESULT=""
@@ -241,10 +253,14 @@ if want 5; then
       echo "bench: trickle clients: $(cat "$WORK/trickle.out" "$WORK/trickle.err" | head -5)" >&2
       exit 1
     fi
-    values=""
-    for _ in $(seq "$RUNS"); do values+="$(run_wrk "https://127.0.0.1:$port$BLOB_PATH" "$BENCH/wrk_report.lua" | mbps) "; done
+    values=""; cpu=""
+    for _ in $(seq "$RUNS"); do
+      line="$(run_wrk "https://127.0.0.1:$port$BLOB_PATH" "$BENCH/wrk_report.lua" $server)"
+      values+="$(mbps <<<"$line") "; cpu+="$(cpu_per_gb <<<"$line") "  # the tricklers' share included
+    done
     stop_client
     record loaded_1m "$server" "$values"
+    record loaded_1m.cpu "$server" "$cpu"
     TRICKLE_RATE[$server]="$(sed -nE 's/^DONE rate=([0-9]+)B\/s/\1/p' "$WORK/trickle.out")"
   done
 fi
@@ -272,4 +288,13 @@ if want 5; then
   echo "5. fast connections keep of their unloaded throughput: otad $(kept otad), nginx $(kept nginx) (target >= 80%);"
   echo "   trickling connections received: otad ${TRICKLE_RATE[otad]:-?} B/s, nginx ${TRICKLE_RATE[nginx]:-?} B/s in total"
 fi
+echo
+echo "Server CPU time per unit of work (user + system of otad, of nginx's master + workers; lower is better;"
+echo "ratio nginx/otad, so > 1 means otad needs less). Steadier than rates when others load the machine."
+printf "| %-58s | %11s | %11s | %5s | %-22s | %-22s |\n" "figure (median of $RUNS runs)" otad nginx ratio "otad runs" "nginx runs"
+echo "|------------------------------------------------------------|-------------|-------------|-------|------------------------|------------------------|"
+if want 1; then row "1. HTTPS 1 MiB download (CPU ms per GB)" https_1m.cpu "ms/GB" lower; fi
+if want 2; then row "2. HTTPS 4 KiB Range request (CPU us per request)" https_4k.cpu "us" lower; fi
+if want 3; then row "3. plain HTTP 1 MiB download (CPU ms per GB)" http_1m.cpu "ms/GB" lower; fi
+if want 5; then row "5b. HTTPS 1 MiB with $TRICKLE trickling (CPU ms per GB to wrk)" loaded_1m.cpu "ms/GB" lower; fi
 echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) ($CORES cores)"

@@ -7,56 +7,58 @@
 namespace otad::api {
 namespace {
 
-// Matches `path` against `pattern` segment by segment, filling captures.
-bool match_pattern(std::string_view pattern, std::string_view path,
-                   std::map<std::string, std::string, std::less<>>& params) {
-    auto want = util::split(pattern, '/');
-    auto got = util::split(path, '/');
+bool is_capture(std::string_view segment) {
+    return segment.size() >= 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+bool segments_match(const std::vector<std::string>& want, const std::vector<std::string_view>& got) {
     if (want.size() != got.size()) return false;
-    std::map<std::string, std::string, std::less<>> captured;
     for (std::size_t i = 0; i < want.size(); ++i) {
-        std::string_view w = want[i];
-        if (w.size() >= 2 && w.front() == '{' && w.back() == '}') {
+        if (is_capture(want[i])) {
             if (got[i].empty()) return false;
-            captured.emplace(std::string(w.substr(1, w.size() - 2)), std::string(got[i]));
-        } else if (w != got[i]) {
+        } else if (want[i] != got[i]) {
             return false;
         }
     }
-    params = std::move(captured);
     return true;
+}
+
+std::map<std::string, std::string, std::less<>> captures(const Route& route, const std::vector<std::string_view>& got) {
+    std::map<std::string, std::string, std::less<>> params;
+    for (std::size_t i = 0; i < route.segments.size(); ++i)
+        if (is_capture(route.segments[i]))
+            params.emplace(route.segments[i].substr(1, route.segments[i].size() - 2), std::string(got[i]));
+    return params;
 }
 
 }  // namespace
 
 void Router::add(Method method, std::string pattern, Handler handler, RouteOptions options) {
-    routes_.push_back(Route{method, std::move(pattern), std::move(handler), options});
+    std::vector<std::string> segments;
+    for (auto part : util::split(pattern, '/')) segments.emplace_back(part);
+    routes_.push_back(Route{method, std::move(pattern), std::move(handler), options, std::move(segments)});
 }
 
 Router::Match Router::match(Method method, std::string_view path) const {
     Match result;
+    const std::vector<std::string_view> got = util::split(path, '/');
     const Route* get_fallback = nullptr;
-    std::map<std::string, std::string, std::less<>> get_params;
     for (const auto& route : routes_) {
-        std::map<std::string, std::string, std::less<>> params;
-        if (!match_pattern(route.pattern, path, params)) continue;
+        if (!segments_match(route.segments, got)) continue;
         if (route.method == method) {
             result.kind = Match::Kind::found;
             result.route = &route;
-            result.params = std::move(params);
+            result.params = captures(route, got);
             return result;
         }
-        if (method == Method::head && route.method == Method::get && get_fallback == nullptr) {
-            get_fallback = &route;
-            get_params = std::move(params);
-        }
+        if (method == Method::head && route.method == Method::get && get_fallback == nullptr) get_fallback = &route;
         if (std::find(result.allowed.begin(), result.allowed.end(), route.method) == result.allowed.end())
             result.allowed.push_back(route.method);
     }
     if (get_fallback != nullptr) {
         result.kind = Match::Kind::found;
         result.route = get_fallback;
-        result.params = std::move(get_params);
+        result.params = captures(*get_fallback, got);
         result.allowed.clear();
         return result;
     }

@@ -4,6 +4,7 @@
 
 #include "otad/platform/filesystem.hpp"
 #include "otad/storage/migrations.hpp"
+#include "otad/util/logging.hpp"
 
 namespace otad::cli {
 
@@ -13,6 +14,22 @@ config::Config load_config(const ConfigSource& source) {
     if (!source.config_file.empty()) file = source.config_file;
     else if (auto it = env.find("OTAD_CONFIG"); it != env.end() && !it->second.empty()) file = it->second;
     return config::load(file, env, source.overrides);
+}
+
+void DataDirFlags::add_to(CLI::App& cmd) {
+    cmd.add_option("--config", source.config_file, "JSON config file (default: $OTAD_CONFIG if set)");
+    cmd.add_option("--data-dir", data_dir, "data directory (database, blobs, certificate)");
+    cmd.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off");
+    cmd.add_option("--log-format", log_format, "text|json");
+}
+
+config::Config DataDirFlags::load() {
+    if (!data_dir.empty()) source.overrides["data_dir"] = data_dir;
+    if (!log_level.empty()) source.overrides["log_level"] = log_level;
+    if (!log_format.empty()) source.overrides["log_format"] = log_format;
+    config::Config c = load_config(source);
+    util::init_logging(c.log_level, c.log_format == "json" ? util::LogFormat::json : util::LogFormat::text);
+    return c;
 }
 
 DataDir open_data_dir(config::Config cfg) {

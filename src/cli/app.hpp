@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "otad/config/config.hpp"
 #include "otad/storage/blob_store.hpp"
 #include "otad/storage/database.hpp"
@@ -18,6 +20,19 @@ struct ConfigSource {
     std::map<std::string, std::string> overrides;  // key -> text
 };
 config::Config load_config(const ConfigSource& source);
+
+// The flags every data-dir subcommand shares (--config, --data-dir, --log-level,
+// --log-format); they override the config file and the environment.
+struct DataDirFlags {
+    ConfigSource source;
+    std::string data_dir;
+    std::string log_level;
+    std::string log_format;
+
+    void add_to(CLI::App& cmd);
+    // Loads the settings and starts logging with them.
+    config::Config load();
+};
 
 struct DataDir {
     config::Config config;

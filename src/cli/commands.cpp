@@ -20,32 +20,10 @@
 namespace otad::cli {
 namespace {
 
-// Flags every data-dir command shares; they override the config file and environment.
-struct CommonFlags {
-    ConfigSource source;
-    std::string data_dir;
-    std::string log_level;
-    std::string log_format;
-
-    void add_to(CLI::App& cmd) {
-        cmd.add_option("--config", source.config_file, "JSON config file (default: $OTAD_CONFIG if set)");
-        cmd.add_option("--data-dir", data_dir, "data directory (database, blobs, certificate)");
-        cmd.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off");
-        cmd.add_option("--log-format", log_format, "text|json");
-    }
-    config::Config load() {
-        if (!data_dir.empty()) source.overrides["data_dir"] = data_dir;
-        if (!log_level.empty()) source.overrides["log_level"] = log_level;
-        if (!log_format.empty()) source.overrides["log_format"] = log_format;
-        config::Config c = load_config(source);
-        util::init_logging(c.log_level, c.log_format == "json" ? util::LogFormat::json : util::LogFormat::text);
-        return c;
-    }
-};
 
 std::string when(std::optional<std::int64_t> t) { return t ? util::rfc3339(*t) : "-"; }
 
-int token_create(CommonFlags& flags, const std::string& name, const std::string& role_text) {
+int token_create(DataDirFlags& flags, const std::string& name, const std::string& role_text) {
     auto role = storage::parse_token_role(role_text);
     if (!role) throw CLI::ValidationError("--role", "must be admin, uploader or viewer, got '" + role_text + "'");
     DataDir d = open_data_dir(flags.load());
@@ -60,7 +38,7 @@ int token_create(CommonFlags& flags, const std::string& name, const std::string&
     return 0;
 }
 
-int token_list(CommonFlags& flags, bool as_json) {
+int token_list(DataDirFlags& flags, bool as_json) {
     DataDir d = open_data_dir(flags.load());
     auto tokens = d.database->read([](storage::Connection& c) { return storage::TokenRepository(c).list(true); });
     if (as_json) {
@@ -78,7 +56,7 @@ int token_list(CommonFlags& flags, bool as_json) {
     return 0;
 }
 
-int token_revoke(CommonFlags& flags, const std::string& name, bool force) {
+int token_revoke(DataDirFlags& flags, const std::string& name, bool force) {
     DataDir d = open_data_dir(flags.load());
     bool revoked = d.database->write([&](storage::Connection& c) {
         storage::TokenRepository tokens(c);
@@ -106,7 +84,7 @@ int run(int argc, char** argv) {
     app.set_help_all_flag("--help-all", "show help for every subcommand");
 
     // serve
-    CommonFlags serve_flags;
+    DataDirFlags serve_flags;
     std::string listen, http_listen;
     auto* serve_cmd = app.add_subcommand("serve", "serve HTTPS (and optional plain HTTP) until SIGTERM/SIGINT");
     serve_flags.add_to(*serve_cmd);
@@ -114,14 +92,14 @@ int run(int argc, char** argv) {
     serve_cmd->add_option("--http-listen", http_listen, "plain-HTTP listener host:port for legacy devices (default off)");
 
     // migrate
-    CommonFlags migrate_flags;
+    DataDirFlags migrate_flags;
     auto* migrate_cmd = app.add_subcommand("migrate", "apply pending database migrations and exit");
     migrate_flags.add_to(*migrate_cmd);
 
     // token
     auto* token_cmd = app.add_subcommand("token", "manage operator API tokens");
     token_cmd->require_subcommand(1);
-    CommonFlags token_flags;
+    DataDirFlags token_flags;
     std::string token_name, token_role;
     bool token_json = false, token_force = false;
     auto* token_create_cmd = token_cmd->add_subcommand("create", "create a token and print it once");

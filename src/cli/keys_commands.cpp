@@ -15,31 +15,9 @@
 namespace otad::cli {
 namespace {
 
-// The data-dir flags every offline command takes (as in commands.cpp).
-struct KeysFlags {
-    ConfigSource source;
-    std::string data_dir;
-    std::string log_level;
-    std::string log_format;
-
-    void add_to(CLI::App& cmd) {
-        cmd.add_option("--config", source.config_file, "JSON config file (default: $OTAD_CONFIG if set)");
-        cmd.add_option("--data-dir", data_dir, "data directory (database, blobs, certificate)");
-        cmd.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off");
-        cmd.add_option("--log-format", log_format, "text|json");
-    }
-    config::Config load() {
-        if (!data_dir.empty()) source.overrides["data_dir"] = data_dir;
-        if (!log_level.empty()) source.overrides["log_level"] = log_level;
-        if (!log_format.empty()) source.overrides["log_format"] = log_format;
-        config::Config c = load_config(source);
-        util::init_logging(c.log_level, c.log_format == "json" ? util::LogFormat::json : util::LogFormat::text);
-        return c;
-    }
-};
 
 struct KeysCommands {
-    KeysFlags flags;
+    DataDirFlags flags;
     std::string algorithm;
     std::string key_id;
     bool json = false;

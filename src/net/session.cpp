@@ -706,6 +706,9 @@ asio::awaitable<BodyChunk> Session<Stream>::read_body_chunk(http::request_parser
         body.data = out.data();
         body.size = out.size();
         lowest().expires_after(core_.options.body_timeout);
+        // Beast sizes each socket read by the buffer's free capacity, which is
+        // near zero after the header: without this, uploads arrive 513 bytes a read.
+        if (buffer_.capacity() < 64 * 1024) buffer_.reserve(64 * 1024);
         auto [ec, n] = co_await http::async_read_some(stream_, buffer_, parser, use_tuple);
         const std::size_t got = out.size() - body.size;
         body.data = nullptr;
