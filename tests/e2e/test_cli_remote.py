@@ -1,0 +1,61 @@
+"""otad push / ls / healthcheck against the real daemon."""
+import hashlib
+import json
+import os
+
+from otad_harness import run_otad, tool
+import subprocess
+
+
+def make_image(tmp_path, name="fw.bin", **kw):
+    out = tmp_path / name
+    args = [tool("make_esp_image"), "--kind", "esp32", "--chip", kw.get("chip", "esp32c3"),
+            "--version", kw.get("version", "1.0.0"), "--project", kw.get("project", "thermostat"),
+            "--size", str(kw.get("size", 262144)), "--out", str(out)]
+    subprocess.run(args, check=True, capture_output=True)
+    return out
+
+
+def remote_args(d, token):
+    return ["--server", d.url(), "--cacert", d.cert_path, "--token", token]
+
+
+def test_push_uploads_prints_inspection_and_moves_channel(otad, tmp_path):
+    token = otad.create_token("admin")
+    image = make_image(tmp_path, version="1.2.0")
+    proc = run_otad(["push", str(image)] + remote_args(otad, token) +
+                    ["--product", "thermostat", "--version", "1.2.0", "--chip", "esp32c3", "--channel", "stable"])
+    artifact = json.loads(proc.stdout)
+    assert artifact["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert artifact["size"] == image.stat().st_size
+    assert "channel 'stable' now offers 1.2.0" in proc.stderr
+    assert "%" not in proc.stderr  # no progress bar when stderr is not a terminal
+    status, _, channels = otad.json("GET", "/api/v1/products/thermostat/channels", token=token)
+    assert status == 200 and "1.2.0" in json.dumps(channels)
+    listing = run_otad(["ls"] + remote_args(otad, token)).stdout
+    assert "thermostat" in listing
+    releases = run_otad(["ls", "thermostat"] + remote_args(otad, token)).stdout
+    assert "1.2.0" in releases
+
+
+def test_push_failure_exits_1_with_server_detail(otad, tmp_path):
+    token = otad.create_token("uploader")
+    image = make_image(tmp_path, chip="esp32c3")
+    proc = run_otad(["push", str(image)] + remote_args(otad, token) +
+                    ["--product", "thermostat", "--version", "1.0.0", "--chip", "esp32s3"], check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("otad push: 422")
+    bad_token = run_otad(["push", str(image)] + remote_args(otad, "nope") +
+                         ["--product", "thermostat", "--version", "1.0.0", "--chip", "esp32c3"], check=False)
+    assert bad_token.returncode == 1 and "401" in bad_token.stderr
+    untrusted = run_otad(["push", str(image), "--server", otad.url(), "--token", token,
+                          "--product", "thermostat", "--version", "1.0.0", "--chip", "esp32c3"], check=False)
+    assert untrusted.returncode == 1 and "certificate" in untrusted.stderr.lower()
+
+
+def test_healthcheck_exit_codes(otad_factory):
+    d = otad_factory()
+    assert run_otad(["healthcheck", "--url", d.url("/healthz")], check=False).returncode == 0
+    d.stop()
+    down = run_otad(["healthcheck", "--url", d.url("/healthz")], check=False)
+    assert down.returncode == 1 and "otad healthcheck" in down.stderr
