@@ -52,6 +52,8 @@ def make_images(tmp_path, rng):
 def start_upload(d, token, image):
     url = d.url(f"{API}/products/crash/releases/{image['version']}/artifacts?chip={image['chip']}")
     cmd = ["curl", "-sS", "--cacert", d.cert_path, "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "60",
+           # Paced like a slow link, so kills land mid-upload however fast the server reads.
+           "--limit-rate", "2M",
            "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/octet-stream",
            "-H", f"X-Checksum-Sha256: {image['sha256']}", "--data-binary", f"@{image['path']}", url]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
