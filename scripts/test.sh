@@ -20,6 +20,6 @@ run_suite() {  # build dir, extra cmake args...
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOTAD_BUILD_TESTS=ON
 if [ "${OTAD_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer pass (ASan + UBSan)"
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  SANITIZED_BUILD=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DOTAD_SANITIZE=ON -DOTAD_BUILD_TESTS=ON
 fi

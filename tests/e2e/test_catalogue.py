@@ -703,5 +703,8 @@ def test_256mib_upload_throughput_and_rss(otad_factory, tmp_path):
     print(f"server RSS: before {rss_before / 1024:.1f} MiB (peak {hwm_before / 1024:.1f}), "
           f"peak during uploads {hwm_after / 1024:.1f} MiB, after {rss_after / 1024:.1f} MiB, "
           f"growth {growth_mib:.1f} MiB")
-    assert growth_mib < 32, f"RSS grew by {growth_mib:.1f} MiB during a 256 MiB upload"
+    # Under AddressSanitizer freed memory sits in a quarantine and every byte has
+    # shadow memory, so RSS says nothing about otad's own footprint there.
+    if not os.environ.get("SANITIZED_BUILD"):
+        assert growth_mib < 32, f"RSS grew by {growth_mib:.1f} MiB during a 256 MiB upload"
     assert file_sha256(blob_path(d, expected)) == expected
