@@ -16,39 +16,16 @@
 #include "otad/storage/catalogue_repository.hpp"
 #include "otad/storage/database.hpp"
 #include "otad/storage/migrations.hpp"
+#include "../storage/storage_test_support.hpp"
 #include "otad/util/crypto.hpp"
 
 namespace otad::domain::testing {
 
-class TempDir {
-public:
-    TempDir() {
-        std::string pattern = "/tmp/otad-domain-test-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-        path_ = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const std::filesystem::path& path() const noexcept { return path_; }
+using storage::testing::TempDir;
 
-private:
-    std::filesystem::path path_;
-};
-
-class DatabaseTest : public ::testing::Test {
+// A migrated database (storage's fixture) plus catalogue helpers.
+class DatabaseTest : public storage::testing::MigratedDatabaseTest {
 protected:
-    void SetUp() override {
-        storage::DatabaseOptions options;
-        options.path = dir.path() / "otad.db";
-        db = std::make_unique<storage::Database>(options);
-        storage::migrate(*db);
-    }
-    void TearDown() override { db.reset(); }
-
     std::int64_t add_product(const std::string& name) {
         return db->write([&](storage::Connection& c) { return storage::CatalogueRepository(c).create_product(name).id; });
     }
@@ -87,9 +64,6 @@ protected:
             storage::AuditRepository(c).append("test", "channel.set", "channel/" + channel);
         });
     }
-
-    TempDir dir;
-    std::unique_ptr<storage::Database> db;
 };
 
 }  // namespace otad::domain::testing
