@@ -2,7 +2,7 @@
 # README command 2: installs what is missing, builds, and runs every test (unit +
 # end-to-end), first in a normal build, then in an AddressSanitizer +
 # UndefinedBehaviorSanitizer build. Exits non-zero on any failure.
-#   OTAD_SKIP_SANITIZE=1 scripts/test.sh   skips the sanitizer pass (local iteration only)
+#   SKIP_SANITIZE=1 scripts/test.sh   skips the sanitizer pass (local iteration only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -18,7 +18,7 @@ run_suite() {  # build dir, extra cmake args...
 }
 
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOTAD_BUILD_TESTS=ON
-if [ "${OTAD_SKIP_SANITIZE:-0}" != 1 ]; then
+if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer pass (ASan + UBSan)"
   SANITIZED_BUILD=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DOTAD_SANITIZE=ON -DOTAD_BUILD_TESTS=ON

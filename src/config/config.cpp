@@ -211,7 +211,7 @@ Config load(const std::optional<std::filesystem::path>& file, const std::map<std
     }
     // OTAD_<KEY> for every known key. Other OTAD_ variables are left alone unless
     // they look like a misspelt key, which would otherwise be ignored silently.
-    static const std::vector<std::string> not_keys = {"OTAD_BOOTSTRAP_TOKEN", "OTAD_BOOTSTRAP_TOKEN_FILE", "OTAD_BIN", "OTAD_TOOLS_DIR",
+    static const std::vector<std::string> not_keys = {"OTAD_BOOTSTRAP_TOKEN", "OTAD_BOOTSTRAP_TOKEN_FILE", "OTAD_TOKEN", "OTAD_SERVER", "OTAD_BIN", "OTAD_TOOLS_DIR",
                                                       "OTAD_SOURCE_DIR", "OTAD_CONFIG"};
     for (const auto& [name, value] : environment) {
         if (name.rfind("OTAD_", 0) != 0) continue;

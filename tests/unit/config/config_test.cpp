@@ -39,7 +39,7 @@ TEST(Config, LayersApplyInOrderDefaultsFileEnvFlags) {
     auto file = write_temp("layers.json", R"({ // comment allowed
         "listen": "127.0.0.1:9000", "worker_threads": 2, "log_level": "debug" })");
     auto c = load(file, {{"OTAD_WORKER_THREADS", "3"}, {"OTAD_TLS_HOSTNAMES", "a.example, b.example"},
-                         {"PATH", "/bin"}, {"OTAD_BOOTSTRAP_TOKEN", "x"}},
+                         {"PATH", "/bin"}, {"OTAD_BOOTSTRAP_TOKEN", "x"}, {"OTAD_TOKEN", "t"}, {"OTAD_SERVER", "https://x"}},
                   {{"log_level", "warn"}});
     EXPECT_EQ(c.listen, "127.0.0.1:9000");
     EXPECT_EQ(c.worker_threads, 3u);
