@@ -4,8 +4,9 @@
 // A request's way: wait for its first byte (idle deadline) -> header (one
 // deadline, size limit) -> route -> limits and admission -> body (buffered, or
 // streamed to the handler through BodySource) -> handler (on the worker pool
-// unless the route runs inline) -> response (header block in one write, then
-// the body parts under a per-write deadline) -> one access-log line.
+// unless the route runs inline) -> response (header block and a small body in
+// one write tried at once; anything left under a progress watchdog) -> one
+// access-log line.
 
 #include <algorithm>
 #include <chrono>
@@ -64,7 +65,7 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // 16 KiB records back to back; the deadline is re-armed before each write, so
 // a slow device that keeps taking bytes is never cut off.
 constexpr std::size_t max_write_size = 1024 * 1024;
-// An all-text body up to this size is sent in the same write as the header.
+// A body up to this size (text or file bytes) is sent in the same write as the header.
 constexpr std::uint64_t coalesce_limit = 16 * 1024;
 // Closing: how long to wait for TLS close_notify, and how much unread request
 // body to swallow so the client sees our answer instead of a reset.
@@ -87,8 +88,14 @@ std::string endpoint_text(const tcp::endpoint& e) {
     auto address = e.address();
     if (address.is_v6() && address.to_v6().is_v4_mapped())
         address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
-    std::string text = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
-    return text + ":" + std::to_string(e.port());
+    // Appended piecewise: g++ 12 warns falsely (-Wrestrict) on "[" + std::string.
+    std::string text;
+    if (address.is_v6()) text += '[';
+    text += address.to_string();
+    if (address.is_v6()) text += ']';
+    text += ':';
+    text += std::to_string(e.port());
+    return text;
 }
 
 std::string canonical_name(std::string_view name) {
@@ -305,6 +312,10 @@ private:
     // Writes all of `bytes`, adding to `written` as they go. With a watch, the
     // watch guards progress; without one, each write gets send_timeout.
     asio::awaitable<error_code> write_all(std::string_view bytes, std::uint64_t& written, SendWatch* watch = nullptr);
+    // Writes what the socket takes at once, without waiting; `ec` only for a
+    // real failure. `more_follows`: the body comes next (plain TCP holds the
+    // bytes back to share a packet with it).
+    std::size_t write_now(std::string_view bytes, bool more_follows, error_code& ec);
     asio::awaitable<error_code> write_slice(const api::FileSlice& slice, SendWatch& watch);
     asio::awaitable<error_code> send_file_slice(const api::FileSlice& slice, SendWatch& watch, std::uint64_t& done,
                                                 bool& unsupported);
@@ -586,31 +597,52 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
     std::string block =
         build_header_block(response, !bodiless_status, content_length, keep_alive, exchange.version, core_.log);
     const std::uint64_t header_size = block.size();
-    const bool all_text = std::all_of(response.body.begin(), response.body.end(),
-                                      [](const api::BodyPart& p) { return std::holds_alternative<std::string>(p); });
-    const bool coalesce = send_body && all_text && content_length <= coalesce_limit;
-    if (coalesce)
-        for (const auto& part : response.body) block += std::get<std::string>(part);
-
-    // One watchdog for the whole response instead of a deadline per write.
-    auto watch = std::make_shared<SendWatch>(stream_.get_executor());
-    lowest().expires_never();
-    asio::co_spawn(stream_.get_executor(),
-                   watch_sends(watch, lowest().socket().native_handle(), core_.options.send_timeout,
-                               [this] { lowest().cancel(); }),
-                   asio::detached);
-    error_code ec = co_await write_all(block, watch->written, watch.get());
-    if (!ec && send_body && !coalesce) {
+    // A small body rides in the header's write: one TLS record, one send. That
+    // is what a 4 KiB range from esp_https_ota costs.
+    const bool coalesce = send_body && content_length <= coalesce_limit;
+    if (coalesce) {
         for (const auto& part : response.body) {
-            if (const auto* text = std::get_if<std::string>(&part))
-                ec = co_await write_all(*text, watch->written, watch.get());
-            else ec = co_await write_slice(std::get<api::FileSlice>(part), *watch);
-            if (ec) break;
+            if (const auto* text = std::get_if<std::string>(&part)) block += *text;
+            else {
+                const auto& slice = std::get<api::FileSlice>(part);
+                block += slice.file->bytes(slice.offset, slice.length);
+            }
         }
     }
-    watch->done = true;
-    watch->timer.cancel();
-    const std::uint64_t written = watch->written;
+    const bool more_follows = send_body && !coalesce;
+
+    // Most answers fit the socket's send buffer: written at once, with no
+    // deadline or watchdog to arm.
+    std::uint64_t written = 0;
+    error_code ec;
+    std::string_view pending = block;
+    const std::size_t sent_now = write_now(pending, more_follows, ec);
+    written += sent_now;
+    pending.remove_prefix(sent_now);
+    bool stalled = false;
+    if (!ec && (!pending.empty() || more_follows)) {
+        // One watchdog for the rest of the response instead of a deadline per write.
+        auto watch = std::make_shared<SendWatch>(stream_.get_executor());
+        watch->written = written;
+        lowest().expires_never();
+        asio::co_spawn(stream_.get_executor(),
+                       watch_sends(watch, lowest().socket().native_handle(), core_.options.send_timeout,
+                                   [this] { lowest().cancel(); }),
+                       asio::detached);
+        if (!pending.empty()) ec = co_await write_all(pending, watch->written, watch.get());
+        if (!ec && more_follows) {
+            for (const auto& part : response.body) {
+                if (const auto* text = std::get_if<std::string>(&part))
+                    ec = co_await write_all(*text, watch->written, watch.get());
+                else ec = co_await write_slice(std::get<api::FileSlice>(part), *watch);
+                if (ec) break;
+            }
+        }
+        watch->done = true;
+        watch->timer.cancel();
+        written = watch->written;
+        stalled = watch->fired;
+    }
     const std::uint64_t body_bytes = written > header_size ? written - header_size : 0;
 
     log_access(core_.access_log,
@@ -620,7 +652,7 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
                                                              .count()),
                               response.principal, is_tls, exchange.version});
     if (ec) {
-        if (watch->fired)
+        if (stalled)
             util::log_event(core_.log, spdlog::level::info, "response_stalled",
                             {{"remote", remote_}, {"bytes", std::to_string(body_bytes)}});
         else if (!is_disconnect(ec))
@@ -633,6 +665,21 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
         linger_ = linger;
     }
     co_return keep_alive;
+}
+
+template <class Stream>
+std::size_t Session<Stream>::write_now(std::string_view bytes, bool more_follows, error_code& ec) {
+    ec = {};
+    if (bytes.empty()) return 0;
+    if constexpr (is_tls) {
+        return stream_.write_some_now(bytes.data(), bytes.size(), ec);
+    } else {
+        // The socket is non-blocking (serve_connection): would_block just means "later".
+        const int flags = more_follows ? platform::more_data_send_flags() : 0;
+        const std::size_t n = lowest().socket().send(asio::buffer(bytes.data(), bytes.size()), flags, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+        return n;
+    }
 }
 
 template <class Stream>
@@ -768,6 +815,8 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ServerCore& core, asi
                                                             core, std::move(remote));
         co_await session->run();
     } else {
+        // Non-blocking, so a response can be tried at once (Session::write_now) and sendfile never waits.
+        socket.non_blocking(true, ec);
         auto session =
             std::make_unique<Session<PlainStream>>(PlainStream(std::move(socket)), core, std::move(remote));
         co_await session->run();

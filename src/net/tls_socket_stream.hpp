@@ -17,7 +17,7 @@
 // Deadlines follow beast::tcp_stream: expires_after() applies to the operations
 // that follow it until the next expires_after/expires_never; when it passes, the
 // pending operation (or the next one started) fails with beast::error::timeout.
-// One operation of each direction at a time, all on the stream's executor (a strand).
+// One operation of each direction at a time, all on the stream's executor (never two handlers at once).
 
 #include <chrono>
 #include <cerrno>
@@ -202,6 +202,36 @@ public:
         return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
             Op<Kind::write>{core_.get(), const_cast<void*>(static_cast<const void*>(first.data())), first.size()},
             token, core_->socket);
+    }
+
+    // Writes what the socket takes right now, without waiting: returns the bytes
+    // written (maybe 0). `ec` is set only for a real failure, never for "would
+    // block". As with async_write_some, a record OpenSSL could not finish stays
+    // in flight: the next write must offer the same bytes again.
+    std::size_t write_some_now(const void* data, std::size_t size, error_code& ec) {
+        ec = {};
+        Core& c = *core_;
+        if (!c.socket.is_open()) {
+            ec = boost::asio::error::bad_descriptor;
+            return 0;
+        }
+        std::size_t done = 0;
+        while (done < size) {
+            ERR_clear_error();
+            errno = 0;
+            std::size_t n = 0;
+            const int result_code = SSL_write_ex(c.ssl, static_cast<const char*>(data) + done, size - done, &n);
+            if (result_code == 1) {
+                done += n;
+                continue;
+            }
+            const int saved_errno = errno;
+            boost::asio::socket_base::wait_type wait = boost::asio::socket_base::wait_write;
+            bool retry = false;
+            ec = classify(c, SSL_get_error(c.ssl, result_code), saved_errno, wait, retry);
+            break;  // retry: the socket is full (or a renegotiation read is due): the async path waits
+        }
+        return done;
     }
 
     // Sends close_notify and waits for the peer's (best effort). Signature: void(error_code).

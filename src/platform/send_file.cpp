@@ -6,6 +6,7 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #endif
 
@@ -14,6 +15,8 @@ namespace otad::platform {
 #if defined(__linux__)
 
 bool send_file_supported() noexcept { return true; }
+
+int more_data_send_flags() noexcept { return MSG_MORE; }
 
 SendFileResult send_file(int socket_fd, int file_fd, std::uint64_t offset, std::uint64_t count) noexcept {
     // Linux transfers at most 0x7ffff000 bytes per call.
@@ -58,6 +61,8 @@ std::optional<std::uint64_t> socket_unacknowledged_bytes(int socket_fd) noexcept
 #else
 
 bool send_file_supported() noexcept { return false; }
+
+int more_data_send_flags() noexcept { return 0; }
 
 std::optional<std::uint64_t> socket_unacknowledged_bytes(int) noexcept { return std::nullopt; }
 

@@ -25,6 +25,11 @@ SendFileResult send_file(int socket_fd, int file_fd, std::uint64_t offset, std::
 // True when send_file() has a zero-copy implementation on this platform.
 bool send_file_supported() noexcept;
 
+// Flags for send(2) on a header that send_file() will follow: Linux's MSG_MORE
+// holds the header back (despite TCP_NODELAY) so it leaves in the same packet as
+// the file's first bytes. 0 where the OS has no such flag.
+int more_data_send_flags() noexcept;
+
 // Bytes queued on a TCP socket that the peer has not acknowledged yet (Linux
 // SIOCOUTQ); nullopt where the OS cannot tell. A falling value means the peer is
 // still taking data even while the socket is not writable: that is how a slow
