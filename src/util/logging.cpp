@@ -58,26 +58,52 @@ bool needs_quotes(std::string_view v) {
         if (c == ' ' || c == '"' || c == '=' || static_cast<unsigned char>(c) < 0x20) return true;
     return false;
 }
+
+// Appends `v` as a JSON string. Printable ASCII (nearly every value: addresses,
+// paths, numbers) is escaped here; anything else goes through nlohmann, which
+// also replaces invalid UTF-8. The access log calls this for every request.
+void append_json_string(std::string& out, std::string_view v) {
+    bool plain = true;
+    for (char c : v)
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+            plain = false;
+            break;
+        }
+    if (!plain) {
+        out += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        return;
+    }
+    out += '"';
+    for (char c : v) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    out += '"';
+}
 }  // namespace
 
 void log_event(spdlog::logger& log, spdlog::level::level_enum level, std::string_view event,
                std::initializer_list<LogField> fields) {
     if (!log.should_log(level)) return;
     std::string line;
+    line.reserve(256);
     if (g_format.load() == LogFormat::json) {
         // The JSON pattern wraps %v as the tail of an object: emit `"event":...,"k":"v"`.
-        nlohmann::ordered_json obj = nlohmann::ordered_json::object();  // keeps "event" first
-        obj["event"] = std::string(event);
-        for (const auto& [k, v] : fields) obj[std::string(k)] = v;
-        std::string dumped = obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        line = dumped.substr(1, dumped.size() - 2);
+        line += "\"event\":";
+        append_json_string(line, event);
+        for (const auto& [k, v] : fields) {
+            line += ',';
+            append_json_string(line, k);
+            line += ':';
+            append_json_string(line, v);
+        }
     } else {
         line.assign(event);
         for (const auto& [k, v] : fields) {
             line += ' ';
             line += k;
             line += '=';
-            if (needs_quotes(v)) line += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            if (needs_quotes(v)) append_json_string(line, v);
             else line += v;
         }
     }
