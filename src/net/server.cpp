@@ -11,13 +11,13 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -141,9 +141,15 @@ struct Server::Impl {
           access_log(access ? std::move(access) : util::logger("access")),
           log(main_log ? std::move(main_log) : util::logger("otad")),
           io_threads(options.io_threads ? options.io_threads : std::max(1u, std::thread::hardware_concurrency())),
-          ioc(static_cast<int>(io_threads)),
+          ioc(1),
           workers(std::max(1u, options.worker_threads)) {
         core = std::make_unique<detail::ServerCore>(options, router, *access_log, *log, workers.get_executor());
+        connection_contexts.push_back(&ioc);
+        for (unsigned i = 1; i < io_threads; ++i) {
+            extra_contexts.push_back(std::make_unique<asio::io_context>(1));
+            connection_contexts.push_back(extra_contexts.back().get());
+        }
+        for (auto* context : connection_contexts) keep_running.push_back(asio::make_work_guard(*context));
     }
 
     ~Impl() {
@@ -166,12 +172,20 @@ struct Server::Impl {
     std::shared_ptr<spdlog::logger> log;
     unsigned io_threads;
     // Destruction runs bottom-up: listeners and timers, the worker pool (joined
-    // in ~Impl; its queue may still own suspended sessions), the io_context
-    // (destroying sessions still suspended in it), and only then the TLS
+    // in ~Impl; its queue may still own suspended sessions), the io_contexts
+    // (destroying sessions still suspended in them), and only then the TLS
     // context and the core those sessions refer to.
     std::unique_ptr<detail::ServerCore> core;
     std::optional<asio::ssl::context> tls;
+    // One single-threaded io_context per I/O thread. A connection stays on the
+    // context it was accepted onto, so its handlers never run concurrently
+    // without a strand, and a request never wakes another thread. `ioc` (the
+    // thread that calls run()) also owns the listeners, signals and timers.
     asio::io_context ioc;
+    std::vector<std::unique_ptr<asio::io_context>> extra_contexts;
+    std::vector<asio::io_context*> connection_contexts;  // ioc, then extra_contexts
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
+    std::size_t next_context = 0;  // round robin; only touched by the accept loops on ioc
     asio::thread_pool workers;
     std::vector<std::unique_ptr<Listener>> listeners;
     std::vector<ListenerInfo> bound;
@@ -241,9 +255,9 @@ std::vector<ListenerInfo> Server::Impl::bind() {
 
 asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {
     for (;;) {
-        // Each connection gets its own strand: its session, timers and body
-        // reads never run concurrently even with several I/O threads.
-        auto [ec, socket] = co_await listener.acceptor.async_accept(asio::make_strand(ioc),
+        // Connections are dealt to the I/O threads' contexts in turn.
+        auto& context = *connection_contexts[next_context++ % connection_contexts.size()];
+        auto [ec, socket] = co_await listener.acceptor.async_accept(context.get_executor(),
                                                                     asio::as_tuple(asio::use_awaitable));
         if (ec) {
             if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) co_return;
@@ -305,7 +319,10 @@ void Server::Impl::begin_shutdown(std::string_view reason) {
     core->begin_drain([this] { asio::post(ioc, [this] { stop_now(); }); });
 }
 
-void Server::Impl::stop_now() { ioc.stop(); }
+void Server::Impl::stop_now() {
+    keep_running.clear();
+    for (auto* context : connection_contexts) context->stop();
+}
 
 Server::Server(ServerOptions options, const api::Router& router, std::shared_ptr<spdlog::logger> access_log,
                std::shared_ptr<spdlog::logger> log)
@@ -336,9 +353,11 @@ void Server::run() {
         impl.wait_for_signal();
     }
     std::vector<std::thread> threads;
-    threads.reserve(impl.io_threads - 1);
-    for (unsigned i = 1; i < impl.io_threads; ++i) threads.emplace_back([&impl] { impl.ioc.run(); });
+    threads.reserve(impl.extra_contexts.size());
+    for (auto& context : impl.extra_contexts) threads.emplace_back([context = context.get()] { context->run(); });
     impl.ioc.run();
+    // stop_now() stopped every context; make sure, should ioc have ended another way.
+    impl.stop_now();
     for (auto& t : threads) t.join();
     // No I/O runs from here on: handlers blocked on a body read give up, and
     // those still running on the pool finish before run() returns.

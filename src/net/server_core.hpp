@@ -86,7 +86,8 @@ private:
 
 // Serves one accepted connection to its end: TLS handshake when `tls` is set,
 // then requests until the peer or a limit closes it. Runs on the socket's
-// executor, which must be a strand when the io_context runs on several threads.
+// executor, which must never run two handlers at once (a single-threaded
+// io_context, as Server gives each connection).
 asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ServerCore& core, asio::ssl::context* tls);
 
 }  // namespace otad::net::detail
