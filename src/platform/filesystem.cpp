@@ -1,12 +1,13 @@
 #include "otad/platform/filesystem.hpp"
 
 #include <cerrno>
+#include <cstdio>
+#include <random>
 #include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
 
-#include "otad/util/crypto.hpp"
 
 #ifdef _WIN32
 #include <fcntl.h>
@@ -24,6 +25,15 @@ namespace fs = std::filesystem;
 
 namespace otad::platform {
 namespace {
+
+// 16 hex digits for a temporary file's name. Uniqueness is enforced by the
+// exclusive create; randomness only keeps concurrent writers from colliding.
+std::string random_suffix() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    char text[17];
+    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(rng()));
+    return text;
+}
 
 [[noreturn]] void throw_errno(int error, std::string_view what, const fs::path& path) {
     throw std::system_error(error, std::generic_category(), std::string(what) + " " + path.string());
@@ -131,7 +141,7 @@ bool ensure_directory(const fs::path& dir, bool owner_only) {
 void atomic_write_file(const fs::path& path, std::string_view bytes, bool owner_only) {
     fs::path dir = path.parent_path();
     if (dir.empty()) dir = ".";
-    fs::path temp = dir / (path.filename().string() + ".tmp-" + util::to_hex(util::random_bytes(8)));
+    fs::path temp = dir / (path.filename().string() + ".tmp-" + random_suffix());
     try {
         WritableFile file = WritableFile::create_exclusive(temp, owner_only);
         file.write(bytes);

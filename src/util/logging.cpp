@@ -5,8 +5,11 @@
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/sink.h>
 #include <spdlog/spdlog.h>
+
+#include "otad/platform/terminal.hpp"
 
 namespace otad::util {
 namespace {
@@ -14,9 +17,52 @@ std::atomic<LogFormat> g_format{LogFormat::text};
 std::atomic<spdlog::level::level_enum> g_level{spdlog::level::info};
 std::mutex g_mutex;
 
+// Every logger's sink: stderr, so stdout stays free for command output (tokens,
+// JSON listings). spdlog's stderr sink holds one mutex across fwrite + fflush;
+// with an access-log line per request from every I/O thread, that lock turned
+// into a futex wait on most requests. Here each thread formats with its own
+// copy of the formatter and hands the line to one write call, with no lock.
+class StderrLineSink final : public spdlog::sinks::sink {
+public:
+    StderrLineSink() : formatter_(std::make_unique<spdlog::pattern_formatter>()) {}
+
+    void log(const spdlog::details::log_msg& msg) override {
+        struct PerThread {
+            const StderrLineSink* sink = nullptr;
+            std::uint64_t generation = 0;
+            std::unique_ptr<spdlog::formatter> formatter;
+            spdlog::memory_buf_t line;
+        };
+        thread_local PerThread local;
+        const auto generation = generation_.load(std::memory_order_acquire);
+        if (local.sink != this || local.generation != generation || !local.formatter) {
+            std::lock_guard lock(mutex_);
+            local.formatter = formatter_->clone();
+            local.generation = generation_.load(std::memory_order_relaxed);
+            local.sink = this;
+        }
+        local.line.clear();
+        local.formatter->format(msg, local.line);
+        platform::write_to_stderr(std::string_view(local.line.data(), local.line.size()));
+    }
+    void flush() override {}  // nothing is buffered
+    void set_pattern(const std::string& pattern) override {
+        set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern));
+    }
+    void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
+        std::lock_guard lock(mutex_);
+        formatter_ = std::move(formatter);
+        generation_.fetch_add(1, std::memory_order_release);
+    }
+
+private:
+    std::mutex mutex_;  // guards formatter_ (cloned by each thread when it changes)
+    std::unique_ptr<spdlog::formatter> formatter_;
+    std::atomic<std::uint64_t> generation_{1};
+};
+
 spdlog::sink_ptr shared_sink() {
-    // stderr, so stdout stays free for command output (tokens, JSON listings).
-    static spdlog::sink_ptr sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    static spdlog::sink_ptr sink = std::make_shared<StderrLineSink>();
     return sink;
 }
 
