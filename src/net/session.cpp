@@ -98,9 +98,23 @@ std::string endpoint_text(const tcp::endpoint& e) {
     return text;
 }
 
-std::string canonical_name(std::string_view name) {
+std::string_view canonical_name(std::string_view name) {
     auto field = http::string_to_field(name);
-    return field == http::field::unknown ? std::string(name) : std::string(http::to_string(field));
+    if (field == http::field::unknown) return name;
+    auto known = http::to_string(field);
+    return {known.data(), known.size()};
+}
+
+// The Date header's value, formatted once per second per I/O thread.
+std::string_view current_http_date() {
+    thread_local std::int64_t cached_second = -1;
+    thread_local std::string cached;
+    const std::int64_t now = util::unix_now();
+    if (now != cached_second) {
+        cached = util::http_date(now);
+        cached_second = now;
+    }
+    return cached;
 }
 
 // Framing is net's job; handlers never set these.
@@ -125,16 +139,17 @@ std::string_view reason_for(unsigned status) {
     return api::reason_phrase(status);
 }
 
+// `extra` is room reserved for a body the caller appends (coalesced small bodies).
 std::string build_header_block(const api::Response& res, bool has_length, std::uint64_t content_length,
-                               bool keep_alive, unsigned version, spdlog::logger& log) {
+                               bool keep_alive, unsigned version, spdlog::logger& log, std::size_t extra) {
     std::string out;
-    out.reserve(256);
+    out.reserve(512 + extra);
     out += "HTTP/1.1 ";
     out += std::to_string(res.status);
     out += ' ';
     out += reason_for(res.status);
     out += "\r\nServer: otad\r\nDate: ";
-    out += util::http_date(util::unix_now());
+    out += current_http_date();
     out += "\r\n";
     for (const auto& [name, value] : res.headers.fields()) {
         if (is_net_owned_header(name)) continue;
@@ -594,12 +609,12 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
     const std::uint64_t content_length = bodiless_status ? 0 : response.body_size();
     const bool send_body = !exchange.head && !bodiless_status && content_length > 0;
 
-    std::string block =
-        build_header_block(response, !bodiless_status, content_length, keep_alive, exchange.version, core_.log);
-    const std::uint64_t header_size = block.size();
     // A small body rides in the header's write: one TLS record, one send. That
     // is what a 4 KiB range from esp_https_ota costs.
     const bool coalesce = send_body && content_length <= coalesce_limit;
+    std::string block = build_header_block(response, !bodiless_status, content_length, keep_alive, exchange.version,
+                                           core_.log, coalesce ? static_cast<std::size_t>(content_length) : 0);
+    const std::uint64_t header_size = block.size();
     if (coalesce) {
         for (const auto& part : response.body) {
             if (const auto* text = std::get_if<std::string>(&part)) block += *text;

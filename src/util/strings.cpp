@@ -16,6 +16,7 @@ std::string_view trim(std::string_view s) noexcept {
 
 std::vector<std::string_view> split(std::string_view s, char sep) {
     std::vector<std::string_view> out;
+    out.reserve(static_cast<std::size_t>(std::count(s.begin(), s.end(), sep)) + 1);  // one allocation
     std::size_t start = 0;
     while (true) {
         std::size_t pos = s.find(sep, start);
