@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <variant>
 
@@ -74,6 +75,8 @@ constexpr std::chrono::seconds linger_timeout{3};
 constexpr std::chrono::milliseconds linger_gap{500};
 constexpr std::uint64_t linger_max_bytes = 4 * 1024 * 1024;
 constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+// Plain TCP: bytes read at once after a request's first byte (Beast starts at 512 too).
+constexpr std::size_t initial_read_size = 1024;
 
 // The peer went away or a deadline passed: nothing to answer, just close.
 bool is_disconnect(const error_code& ec) {
@@ -443,7 +446,20 @@ asio::awaitable<bool> Session<Stream>::wait_for_request(bool first) {
     auto [ec, n] = co_await stream_.async_read_some(asio::buffer(&probe, 1), use_tuple);
     idle_ = false;
     if (ec || n == 0) co_return false;
-    buffer_.commit(asio::buffer_copy(buffer_.prepare(1), asio::buffer(&probe, 1)));
+    // The rest of the request is usually here too: take what is ready without
+    // waiting, so serve_request can often parse the header with no read at all.
+    if constexpr (is_tls) {
+        auto room = buffer_.prepare(1 + static_cast<std::size_t>(std::max(SSL_pending(stream_.native_handle()), 0)));
+        *static_cast<char*>(room.data()) = probe;
+        buffer_.commit(1 + stream_.read_buffered(static_cast<char*>(room.data()) + 1, room.size() - 1));
+    } else {
+        auto room = buffer_.prepare(initial_read_size);
+        *static_cast<char*>(room.data()) = probe;
+        error_code ignored;  // would_block or an error: the header read that follows sees it
+        const std::size_t more = lowest().socket().read_some(
+            asio::buffer(static_cast<char*>(room.data()) + 1, room.size() - 1), ignored);
+        buffer_.commit(1 + more);
+    }
     co_return true;
 }
 
@@ -459,8 +475,14 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     // Beast would check Content-Length against its limit only here, with the
     // wrong (global) limit; the route's limit is checked below instead.
     header_parser->body_limit(boost::none);
-    lowest().expires_after(options.header_timeout);
-    auto [read_ec, header_bytes] = co_await http::async_read_header(stream_, buffer_, *header_parser, use_tuple);
+    // Parse what wait_for_request already has; read (under the header deadline) only if it is not all here.
+    error_code read_ec;
+    buffer_.consume(header_parser->put(buffer_.data(), read_ec));
+    if (read_ec == http::error::need_more) {
+        lowest().expires_after(options.header_timeout);
+        std::tie(read_ec, std::ignore) =
+            co_await http::async_read_header(stream_, buffer_, *header_parser, use_tuple);
+    }
     {
         const auto& partial = header_parser->get();
         exchange.method = std::string(partial.method_string());

@@ -19,6 +19,7 @@
 // pending operation (or the next one started) fails with beast::error::timeout.
 // One operation of each direction at a time, all on the stream's executor (never two handlers at once).
 
+#include <algorithm>
 #include <chrono>
 #include <cerrno>
 #include <cstddef>
@@ -65,6 +66,13 @@ inline int bio_read(BIO* bio, char* data, int size) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_read(bio);
     if (n == 0) BIO_set_flags(bio, BIO_FLAGS_IN_EOF);  // lets OpenSSL tell a truncation from a retry
     return static_cast<int>(n);
+}
+
+// SSL_get_error needs an empty error queue before each TLS call. Clearing it
+// costs a walk over all its slots; peeking first is cheaper, and it is almost
+// always empty (failures clear it themselves in classify()).
+inline void clear_error_queue() {
+    if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
 inline int bio_puts(BIO* bio, const char* text) { return bio_write(bio, text, static_cast<int>(std::strlen(text))); }
@@ -217,7 +225,7 @@ public:
         }
         std::size_t done = 0;
         while (done < size) {
-            ERR_clear_error();
+            tls_stream_detail::clear_error_queue();
             errno = 0;
             std::size_t n = 0;
             const int result_code = SSL_write_ex(c.ssl, static_cast<const char*>(data) + done, size - done, &n);
@@ -232,6 +240,21 @@ public:
             break;  // retry: the socket is full (or a renegotiation read is due): the async path waits
         }
         return done;
+    }
+
+    // Copies decrypted bytes OpenSSL already holds (the rest of a record a read
+    // has started) without touching the socket; 0 when it holds none.
+    std::size_t read_buffered(void* data, std::size_t size) {
+        Core& c = *core_;
+        const int pending = SSL_pending(c.ssl);
+        if (pending <= 0 || size == 0 || !c.socket.is_open()) return 0;
+        tls_stream_detail::clear_error_queue();
+        std::size_t n = 0;
+        if (SSL_read_ex(c.ssl, data, std::min<std::size_t>(size, static_cast<std::size_t>(pending)), &n) != 1) {
+            ERR_clear_error();  // the next asynchronous read reports whatever went wrong
+            return 0;
+        }
+        return n;
     }
 
     // Sends close_notify and waits for the peer's (best effort). Signature: void(error_code).
@@ -331,7 +354,7 @@ private:
                 if (size == 0) return finish(self, {});
             }
             for (;;) {
-                ERR_clear_error();
+                tls_stream_detail::clear_error_queue();
                 errno = 0;
                 int result_code = 0;
                 if constexpr (kind == Kind::handshake) {
