@@ -270,6 +270,12 @@ asio::awaitable<void> watch_sends(std::shared_ptr<SendWatch> watch, int socket_f
     }
 }
 
+// How far a response's body has been sent: the part, and the bytes of it already out.
+struct BodyCursor {
+    std::size_t part = 0;
+    std::uint64_t offset = 0;
+};
+
 struct BodyChunk {
     std::size_t bytes = 0;  // 0 without error: the body has ended
     error_code ec;
@@ -334,7 +340,12 @@ private:
     // real failure. `more_follows`: the body comes next (plain TCP holds the
     // bytes back to share a packet with it).
     std::size_t write_now(std::string_view bytes, bool more_follows, error_code& ec);
-    asio::awaitable<error_code> write_slice(const api::FileSlice& slice, SendWatch& watch);
+    // Pushes body parts from `cursor` on while the socket takes them at once;
+    // stops, with `cursor` at the first unsent byte, when it would block.
+    void push_body_now(const std::vector<api::BodyPart>& body, BodyCursor& cursor, std::uint64_t& written,
+                       error_code& ec);
+    // Sends `slice` from byte `start` of it on.
+    asio::awaitable<error_code> write_slice(const api::FileSlice& slice, SendWatch& watch, std::uint64_t start);
     asio::awaitable<error_code> send_file_slice(const api::FileSlice& slice, SendWatch& watch, std::uint64_t& done,
                                                 bool& unsupported);
     asio::awaitable<void> close();
@@ -656,8 +667,11 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
     const std::size_t sent_now = write_now(pending, more_follows, ec);
     written += sent_now;
     pending.remove_prefix(sent_now);
+    BodyCursor cursor;
+    if (!more_follows) cursor.part = response.body.size();  // no body, or it went with the header
+    else if (!ec && pending.empty()) push_body_now(response.body, cursor, written, ec);
     bool stalled = false;
-    if (!ec && (!pending.empty() || more_follows)) {
+    if (!ec && (!pending.empty() || cursor.part < response.body.size())) {
         // One watchdog for the rest of the response instead of a deadline per write.
         auto watch = std::make_shared<SendWatch>(stream_.get_executor());
         watch->written = written;
@@ -667,13 +681,11 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
                                    [this] { lowest().cancel(); }),
                        asio::detached);
         if (!pending.empty()) ec = co_await write_all(pending, watch->written, watch.get());
-        if (!ec && more_follows) {
-            for (const auto& part : response.body) {
-                if (const auto* text = std::get_if<std::string>(&part))
-                    ec = co_await write_all(*text, watch->written, watch.get());
-                else ec = co_await write_slice(std::get<api::FileSlice>(part), *watch);
-                if (ec) break;
-            }
+        for (; !ec && cursor.part < response.body.size(); ++cursor.part, cursor.offset = 0) {
+            const auto& part = response.body[cursor.part];
+            if (const auto* text = std::get_if<std::string>(&part))
+                ec = co_await write_all(std::string_view(*text).substr(cursor.offset), watch->written, watch.get());
+            else ec = co_await write_slice(std::get<api::FileSlice>(part), *watch, cursor.offset);
         }
         watch->done = true;
         watch->timer.cancel();
@@ -734,8 +746,42 @@ asio::awaitable<error_code> Session<Stream>::write_all(std::string_view bytes, s
 }
 
 template <class Stream>
-asio::awaitable<error_code> Session<Stream>::write_slice(const api::FileSlice& slice, SendWatch& watch) {
-    std::uint64_t done = 0;
+void Session<Stream>::push_body_now(const std::vector<api::BodyPart>& body, BodyCursor& cursor,
+                                   std::uint64_t& written, error_code& ec) {
+    for (; cursor.part < body.size(); ++cursor.part, cursor.offset = 0) {
+        const auto& part = body[cursor.part];
+        std::string_view bytes;
+        if (const auto* text = std::get_if<std::string>(&part)) {
+            bytes = std::string_view(*text).substr(cursor.offset);
+        } else {
+            const auto& slice = std::get<api::FileSlice>(part);
+            if constexpr (!is_tls) {
+                if (slice.file->native_handle() >= 0 && platform::send_file_supported()) {
+                    auto result = platform::send_file(lowest().socket().native_handle(), slice.file->native_handle(),
+                                                      slice.offset + cursor.offset, slice.length - cursor.offset);
+                    cursor.offset += result.bytes_sent;
+                    written += result.bytes_sent;
+                    if (result.error) {
+                        ec = error_code(result.error.value(), boost::system::generic_category());
+                        return;
+                    }
+                    if (result.would_block) return;
+                    if (!result.unsupported) continue;  // all sent
+                }
+            }
+            bytes = slice.file->bytes(slice.offset + cursor.offset, slice.length - cursor.offset);
+        }
+        const std::size_t n = write_now(bytes, false, ec);
+        cursor.offset += n;
+        written += n;
+        if (ec || n < bytes.size()) return;
+    }
+}
+
+template <class Stream>
+asio::awaitable<error_code> Session<Stream>::write_slice(const api::FileSlice& slice, SendWatch& watch,
+                                                         std::uint64_t start) {
+    std::uint64_t done = start;
     if constexpr (!is_tls) {
         if (slice.file->native_handle() >= 0 && platform::send_file_supported()) {
             bool unsupported = false;
