@@ -3,6 +3,7 @@
 
 #include "otad/net/server.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <optional>
 #include <random>
@@ -92,6 +93,18 @@ std::uint32_t ServerCore::retry_after_seconds() {
     return options.retry_after_s + jitter(rng);
 }
 
+void ServerCore::close_expired_parked_connections() {
+    const auto now = steady_now_ms();
+    std::lock_guard lock(mutex_);
+    for (auto& [id, entry] : live_) {
+        const auto deadline = entry.control->parked_deadline_ms.load(std::memory_order_relaxed);
+        if (deadline == 0 || deadline > now) continue;
+        asio::post(entry.executor, [control = entry.control] {
+            if (control->close_if_idle) control->close_if_idle();
+        });
+    }
+}
+
 void ServerCore::begin_drain(std::function<void()> on_drained) {
     std::vector<Entry> live;
     bool already_empty = false;
@@ -165,6 +178,7 @@ struct Server::Impl {
     void begin_shutdown(std::string_view reason);
     void stop_now();
     asio::awaitable<void> accept_loop(Listener& listener);
+    void schedule_idle_sweep();
     void wait_for_signal();
 
     ServerOptions options;
@@ -191,6 +205,7 @@ struct Server::Impl {
     std::vector<ListenerInfo> bound;
     std::optional<asio::signal_set> signals;
     std::optional<asio::steady_timer> shutdown_deadline;
+    std::optional<asio::steady_timer> idle_sweep;  // closes parked connections past idle_timeout
     bool shutting_down = false;  // on the io_context only
     bool running = false;
 };
@@ -289,6 +304,20 @@ asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {
     }
 }
 
+void Server::Impl::schedule_idle_sweep() {
+    // A quarter of the idle timeout (50 ms to 1 s): a parked connection is
+    // closed at most that late, and 10,000 of them cost one pass per interval.
+    const auto interval = std::clamp<std::chrono::milliseconds>(options.idle_timeout / 4, std::chrono::milliseconds(50),
+                                                                std::chrono::milliseconds(1000));
+    if (!idle_sweep) idle_sweep.emplace(ioc);
+    idle_sweep->expires_after(interval);
+    idle_sweep->async_wait([this](const boost::system::error_code& ec) {
+        if (ec || shutting_down) return;
+        core->close_expired_parked_connections();
+        schedule_idle_sweep();
+    });
+}
+
 void Server::Impl::wait_for_signal() {
     signals->async_wait([this](const boost::system::error_code& ec, int signal_number) {
         if (ec) return;
@@ -309,6 +338,7 @@ void Server::Impl::begin_shutdown(std::string_view reason) {
                     {{"reason", std::string(reason)}, {"connections", std::to_string(core->connection_count())}});
     boost::system::error_code ignored;
     for (auto& listener : listeners) listener->acceptor.close(ignored);
+    if (idle_sweep) idle_sweep->cancel();  // draining closes the idle connections itself
     shutdown_deadline.emplace(ioc, options.shutdown_timeout);
     shutdown_deadline->async_wait([this](const boost::system::error_code& ec) {
         if (ec) return;
@@ -348,6 +378,7 @@ void Server::run() {
     impl.bind();
     for (auto& listener : impl.listeners)
         asio::co_spawn(impl.ioc, impl.accept_loop(*listener), asio::detached);
+    impl.schedule_idle_sweep();
     if (impl.options.install_signal_handlers && !impl.signals) {
         impl.signals.emplace(impl.ioc, SIGINT, SIGTERM);
         impl.wait_for_signal();

@@ -28,7 +28,17 @@ struct ConnectionControl {
     // keep-alive idle). Set and cleared by the session; only ever called on the
     // connection's own executor.
     std::function<void()> close_if_idle;
+    // A parked connection (idle TLS keep-alive, see Session::park) has no timer
+    // of its own: it stores its idle deadline here (steady clock, ms; 0 while not
+    // parked) and the server's idle sweep closes it once the deadline passes.
+    std::atomic<std::int64_t> parked_deadline_ms{0};
 };
+
+// Milliseconds of the steady clock, the unit of parked_deadline_ms.
+inline std::int64_t steady_now_ms() noexcept {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
 
 class ServerCore {
 public:
@@ -57,6 +67,10 @@ public:
     void end_download() noexcept;
     // Retry-After for a 503: retry_after_s plus a random jitter in [0, retry_after_s].
     std::uint32_t retry_after_seconds();
+
+    // Closes (through close_if_idle, on each one's executor) the parked
+    // connections whose idle deadline has passed. Called periodically by Server.
+    void close_expired_parked_connections();
 
     // Graceful stop: new requests are refused, idle connections closed, and
     // `on_drained` runs (once, on some thread) when the last connection ends.

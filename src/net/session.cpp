@@ -75,6 +75,11 @@ constexpr std::chrono::seconds linger_timeout{3};
 constexpr std::chrono::milliseconds linger_gap{500};
 constexpr std::uint64_t linger_max_bytes = 4 * 1024 * 1024;
 constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+// A TLS keep-alive connection with no next request after this long is parked
+// (Session::park): busy clients (esp_https_ota's 4 KiB ranges, wrk) send their
+// next request sooner and never pay for parking and waking; idle ones do not
+// keep a coroutine stack for the rest of idle_timeout.
+constexpr std::chrono::milliseconds park_after{100};
 // Plain TCP: bytes read at once after a request's first byte (Beast starts at 512 too).
 constexpr std::size_t initial_read_size = 1024;
 
@@ -314,7 +319,17 @@ public:
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    asio::awaitable<void> run();
+    // Serves the connection: the TLS handshake first when `fresh`, then requests.
+    // Returns `closed` once the connection is closed, or (TLS only) `idle` when it
+    // waits for a next request with nothing read yet: the caller parks it.
+    // `wake`: how the parked wait ended (an error or timeout closes).
+    enum class Pause { closed, idle };
+    asio::awaitable<Pause> serve(bool fresh, error_code wake);
+    // Waits for an idle session's next request with no coroutine frame alive,
+    // only this object and a socket wait: the memory an idle keep-alive
+    // connection costs. Resumes serve() (through serve_session) when it is readable.
+    // TLS only: plain-TCP sessions wait inside serve(), under tcp_stream's deadlines.
+    static void park(std::unique_ptr<Session> self);
 
     // For StreamedBody: reads the next piece of a streamed body into `out`, on
     // this connection's executor while the handler waits on its worker thread.
@@ -330,7 +345,11 @@ private:
         else return beast::get_lowest_layer(stream_);
     }
 
-    asio::awaitable<bool> wait_for_request(bool first);
+    // Waits for the next request's first byte (and takes what else is ready).
+    // `request`: bytes are in buffer_; `park` (TLS, when `may_park`): none came
+    // within park_after, so the caller parks the session; `closed` otherwise.
+    enum class Wait { request, park, closed };
+    asio::awaitable<Wait> wait_for_request(bool first, bool may_park);
     asio::awaitable<bool> serve_request();
     asio::awaitable<bool> respond(const Exchange& exchange, api::Response response, bool keep_alive, bool linger);
     // Writes all of `bytes`, adding to `written` as they go. With a watch, the
@@ -417,46 +436,96 @@ private:
 };
 
 template <class Stream>
-asio::awaitable<void> Session<Stream>::run() {
+asio::awaitable<typename Session<Stream>::Pause> Session<Stream>::serve(bool fresh, error_code wake) {
     if constexpr (is_tls) {
-        idle_ = true;
-        lowest().expires_after(core_.options.handshake_timeout);
-        auto [ec] = co_await stream_.async_handshake(use_tuple);
-        idle_ = false;
-        if (ec) {
-            // Scanners and old clients fail here all day long: debug, not warn.
-            util::log_event(core_.log, spdlog::level::debug, "tls_handshake_failed",
-                            {{"remote", remote_}, {"error", ec.message()}});
-            lowest().close();
-            co_return;
+        if (fresh) {
+            idle_ = true;
+            lowest().expires_after(core_.options.handshake_timeout);
+            auto [ec] = co_await stream_.async_handshake(use_tuple);
+            idle_ = false;
+            if (ec) {
+                // Scanners and old clients fail here all day long: debug, not warn.
+                util::log_event(core_.log, spdlog::level::debug, "tls_handshake_failed",
+                                {{"remote", remote_}, {"error", ec.message()}});
+                lowest().close();
+                co_return Pause::closed;
+            }
         }
     }
-    bool first = true;
+    bool first = fresh;
+    bool woken = !fresh;  // a parked session wakes up with bytes to read
     for (;;) {
         if (core_.draining()) {
             orderly_close_ = true;
             break;
         }
-        if (!co_await wait_for_request(first)) break;
+        if (wake) break;  // the parked wait timed out, was cancelled or failed
+        bool may_park = false;
+        if constexpr (is_tls) may_park = !first && !woken && core_.options.idle_timeout > park_after;
+        woken = false;
+        const Wait wait = co_await wait_for_request(first, may_park);
+        if (wait == Wait::park) co_return Pause::idle;
+        if (wait == Wait::closed) break;
         first = false;
         if (!co_await serve_request()) break;
     }
     co_await close();
+    co_return Pause::closed;
+}
+
+// Runs a session until it closes or parks; owns it meanwhile.
+template <class Stream>
+asio::awaitable<void> serve_session(std::unique_ptr<Session<Stream>> session, bool fresh,
+                                    boost::system::error_code wake) {
+    const auto pause = co_await session->serve(fresh, wake);
+    if constexpr (Session<Stream>::is_tls) {  // plain TCP keeps waiting inside serve() (Beast's deadlines)
+        if (pause == Session<Stream>::Pause::idle) Session<Stream>::park(std::move(session));
+    }
 }
 
 template <class Stream>
-asio::awaitable<bool> Session<Stream>::wait_for_request(bool first) {
-    if (buffer_.size() > 0) co_return true;  // a pipelined request is already here
+void Session<Stream>::park(std::unique_ptr<Session> self) {
+    Session& session = *self;
+    session.buffer_.shrink_to_fit();
+    session.idle_ = true;  // close_if_idle (drain, or the idle sweep past the deadline) cancels the wait
+    // No timer while parked (one less pending operation per idle connection):
+    // the server's idle sweep enforces idle_timeout from this deadline.
+    session.lowest().expires_never();
+    session.control_->parked_deadline_ms.store(
+        steady_now_ms() + (session.core_.options.idle_timeout - park_after).count(), std::memory_order_relaxed);
+    auto& socket = session.lowest().socket();
+    socket.async_wait(tcp::socket::wait_read, [self = std::move(self)](error_code ec) mutable {
+        Session& s = *self;
+        s.idle_ = false;
+        s.control_->parked_deadline_ms.store(0, std::memory_order_relaxed);
+        auto executor = s.executor();
+        ServerCore& core = s.core_;
+        asio::co_spawn(executor, serve_session(std::move(self), false, ec), [&core](std::exception_ptr error) {
+            if (!error) return;
+            try {
+                std::rethrow_exception(error);
+            } catch (const std::exception& e) {
+                util::log_event(core.log, spdlog::level::err, "connection_failed", {{"error", e.what()}});
+            }
+        });
+    });
+}
+
+template <class Stream>
+asio::awaitable<typename Session<Stream>::Wait> Session<Stream>::wait_for_request(bool first, bool may_park) {
+    if (buffer_.size() > 0) co_return Wait::request;  // a pipelined request is already here
     // Idle connections should cost little: give the read buffer back.
     buffer_.shrink_to_fit();
     idle_ = true;
-    lowest().expires_after(first ? core_.options.header_timeout : core_.options.idle_timeout);
+    lowest().expires_after(first ? core_.options.header_timeout
+                                 : (may_park ? park_after : core_.options.idle_timeout));
     // Wait for one byte rather than for the whole header: the header's own
     // deadline starts when the request does, and the wait needs no buffer.
     char probe = 0;
     auto [ec, n] = co_await stream_.async_read_some(asio::buffer(&probe, 1), use_tuple);
     idle_ = false;
-    if (ec || n == 0) co_return false;
+    if (may_park && ec == beast::error::timeout && !core_.draining()) co_return Wait::park;
+    if (ec || n == 0) co_return Wait::closed;
     // The rest of the request is usually here too: take what is ready without
     // waiting, so serve_request can often parse the header with no read at all.
     if constexpr (is_tls) {
@@ -471,7 +540,7 @@ asio::awaitable<bool> Session<Stream>::wait_for_request(bool first) {
             asio::buffer(static_cast<char*>(room.data()) + 1, room.size() - 1), ignored);
         buffer_.commit(1 + more);
     }
-    co_return true;
+    co_return Wait::request;
 }
 
 template <class Stream>
@@ -894,15 +963,15 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ServerCore& core, asi
     // Header blocks and small answers must not wait for delayed ACKs.
     socket.set_option(tcp::no_delay(true), ec);
     if (tls != nullptr) {
-        auto session = std::make_unique<Session<TlsStream>>(TlsStream(std::move(socket), *tls),
-                                                            core, std::move(remote));
-        co_await session->run();
+        co_await serve_session(
+            std::make_unique<Session<TlsStream>>(TlsStream(std::move(socket), *tls), core, std::move(remote)), true,
+            {});
     } else {
         // Non-blocking, so a response can be tried at once (Session::write_now) and sendfile never waits.
         socket.non_blocking(true, ec);
-        auto session =
-            std::make_unique<Session<PlainStream>>(PlainStream(std::move(socket)), core, std::move(remote));
-        co_await session->run();
+        co_await serve_session(
+            std::make_unique<Session<PlainStream>>(PlainStream(std::move(socket)), core, std::move(remote)), true,
+            {});
     }
 }
 

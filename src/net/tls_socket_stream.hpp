@@ -180,6 +180,8 @@ public:
         error_code ignored;
         core_->socket.cancel(ignored);
     }
+    // True when OpenSSL holds bytes of a record already read from the socket.
+    bool has_buffered_input() const noexcept { return SSL_has_pending(core_->ssl) == 1; }
     void close() {
         core_->timer.cancel();
         error_code ignored;
