@@ -22,6 +22,9 @@ RequestTarget refuse(std::string why) {
 }  // namespace
 
 std::string percent_decode(std::string_view text, bool plus_as_space) {
+    // Nearly every name and value has nothing to decode: one copy, no scan per character.
+    if (text.find_first_of(plus_as_space ? std::string_view("%+") : std::string_view("%")) == std::string_view::npos)
+        return std::string(text);
     std::string out;
     out.reserve(text.size());
     for (std::size_t i = 0; i < text.size(); ++i) {
@@ -58,17 +61,23 @@ RequestTarget parse_request_target(std::string_view target) {
     RequestTarget out;
     out.path = "/";
     bool first = true;
+    out.path.reserve(url.encoded_path().size());
+    std::string decoded;
     for (auto segment : url.encoded_segments()) {
-        std::string decoded = percent_decode(segment, false);
-        if (decoded == "." || decoded == "..") return refuse("dot segments are not allowed in the path");
-        if (decoded.find('/') != std::string::npos || decoded.find('\0') != std::string::npos)
+        // Without an escape the segment is its own decoding (no '/' or NUL can hide in it).
+        const bool escaped = segment.find('%') != std::string_view::npos;
+        if (escaped) decoded = percent_decode(segment, false);
+        const std::string_view text = escaped ? std::string_view(decoded) : std::string_view(segment);
+        if (text == "." || text == "..") return refuse("dot segments are not allowed in the path");
+        if (escaped && (text.find('/') != std::string_view::npos || text.find('\0') != std::string_view::npos))
             return refuse("encoded '/' or NUL in the path");
         if (!first) out.path.push_back('/');
-        out.path += decoded;
+        out.path += text;
         first = false;
     }
 
     if (url.has_query()) {
+        out.query.reserve(4);
         for (auto param : url.encoded_params()) {
             if (param.key.empty() && !param.has_value) continue;  // "a=1&&b=2"
             out.query.emplace_back(percent_decode(param.key, true),

@@ -109,20 +109,22 @@ bool needs_quotes(std::string_view v) {
 // paths, numbers) is escaped here; anything else goes through nlohmann, which
 // also replaces invalid UTF-8. The access log calls this for every request.
 void append_json_string(std::string& out, std::string_view v) {
-    bool plain = true;
-    for (char c : v)
+    bool escapes = false;
+    for (char c : v) {
         if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
-            plain = false;
-            break;
+            out += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            return;
         }
-    if (!plain) {
-        out += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        return;
+        escapes |= c == '"' || c == '\\';
     }
     out += '"';
-    for (char c : v) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
+    if (!escapes) {
+        out += v;
+    } else {
+        for (char c : v) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
     }
     out += '"';
 }
