@@ -1,6 +1,5 @@
 #include "serve.hpp"
 
-#include <csignal>
 #include <cstdlib>
 #include <fstream>
 
@@ -60,9 +59,6 @@ void ensure_admin_token(DataDir& d, spdlog::logger& log) {
 }  // namespace
 
 int serve(const config::Config& cfg_in) {
-    // A peer that resets the connection mid-sendfile(2) (plain-HTTP downloads) must
-    // not kill the daemon: sendfile has no MSG_NOSIGNAL, so ignore SIGPIPE and take EPIPE.
-    std::signal(SIGPIPE, SIG_IGN);
     config::Config cfg = cfg_in;
     auto log = util::logger("otad");
     // One daemon per data dir: a second one would remove the first one's

@@ -23,6 +23,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/as_tuple.hpp>
 
+#include "otad/platform/send_file.hpp"
 #include "otad/util/logging.hpp"
 #include "server_core.hpp"
 #include "tls.hpp"
@@ -156,6 +157,8 @@ struct Server::Impl {
           io_threads(options.io_threads ? options.io_threads : std::max(1u, std::thread::hardware_concurrency())),
           ioc(1),
           workers(std::max(1u, options.worker_threads)) {
+        // A peer resetting the connection during sendfile must give EPIPE, not end the process.
+        platform::ignore_broken_pipe_signal();
         core = std::make_unique<detail::ServerCore>(options, router, *access_log, *log, workers.get_executor());
         connection_contexts.push_back(&ioc);
         for (unsigned i = 1; i < io_threads; ++i) {
@@ -262,10 +265,7 @@ std::vector<ListenerInfo> Server::Impl::bind() {
         bound.clear();
         throw;
     }
-    for (const auto& info : bound)
-        util::log_event(*log, spdlog::level::info, "listening",
-                        {{"scheme", info.scheme}, {"address", describe(info.bound)}});
-    return bound;
+    return bound;  // the caller announces them (cli's "listening" line)
 }
 
 asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {

@@ -58,6 +58,9 @@ public:
     std::uint64_t register_connection(asio::any_io_executor executor, std::shared_ptr<ConnectionControl> control);
     // Called when the session ends; finishing the last one completes a drain.
     void unregister_connection(std::uint64_t id);
+    // Gives back the slot of an admitted connection whose session could not be
+    // created (SSL_new or allocation failed), so max_connections stays exact.
+    void release_admitted_connection() { unregister_connection(0); }  // ids start at 1: nothing to erase
     std::uint32_t connection_count() const noexcept { return connections_.load(); }
     // Logs at warn, at most once per second, that a connection was refused.
     void note_refused_connection();

@@ -962,16 +962,31 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ServerCore& core, asi
     std::string remote = ec ? std::string("unknown") : endpoint_text(peer);
     // Header blocks and small answers must not wait for delayed ACKs.
     socket.set_option(tcp::no_delay(true), ec);
+    // Out of memory (SSL_new, the session): drop this connection, keep serving the others.
+    auto refuse = [&core](const std::exception& e) {
+        core.release_admitted_connection();
+        util::log_event(core.log, spdlog::level::err, "connection_failed", {{"error", e.what()}});
+    };
     if (tls != nullptr) {
-        co_await serve_session(
-            std::make_unique<Session<TlsStream>>(TlsStream(std::move(socket), *tls), core, std::move(remote)), true,
-            {});
+        std::unique_ptr<Session<TlsStream>> session;
+        try {
+            session = std::make_unique<Session<TlsStream>>(TlsStream(std::move(socket), *tls), core, std::move(remote));
+        } catch (const std::exception& e) {
+            refuse(e);
+            co_return;
+        }
+        co_await serve_session(std::move(session), true, {});
     } else {
         // Non-blocking, so a response can be tried at once (Session::write_now) and sendfile never waits.
         socket.non_blocking(true, ec);
-        co_await serve_session(
-            std::make_unique<Session<PlainStream>>(PlainStream(std::move(socket)), core, std::move(remote)), true,
-            {});
+        std::unique_ptr<Session<PlainStream>> session;
+        try {
+            session = std::make_unique<Session<PlainStream>>(PlainStream(std::move(socket)), core, std::move(remote));
+        } catch (const std::exception& e) {
+            refuse(e);
+            co_return;
+        }
+        co_await serve_session(std::move(session), true, {});
     }
 }
 

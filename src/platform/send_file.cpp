@@ -1,6 +1,7 @@
 #include "otad/platform/send_file.hpp"
 
 #include <cerrno>
+#include <csignal>
 
 #if defined(__linux__)
 #include <linux/sockios.h>
@@ -11,6 +12,12 @@
 #endif
 
 namespace otad::platform {
+
+void ignore_broken_pipe_signal() noexcept {
+#if defined(SIGPIPE)
+    std::signal(SIGPIPE, SIG_IGN);
+#endif
+}
 
 #if defined(__linux__)
 

@@ -25,6 +25,11 @@ SendFileResult send_file(int socket_fd, int file_fd, std::uint64_t offset, std::
 // True when send_file() has a zero-copy implementation on this platform.
 bool send_file_supported() noexcept;
 
+// Makes writing to a socket the peer has reset fail with EPIPE instead of
+// killing the process with SIGPIPE (sendfile(2) has no MSG_NOSIGNAL). Process-
+// wide and idempotent; nothing to do where the OS has no SIGPIPE.
+void ignore_broken_pipe_signal() noexcept;
+
 // Flags for send(2) on a header that send_file() will follow: Linux's MSG_MORE
 // holds the header back (despite TCP_NODELAY) so it leaves in the same packet as
 // the file's first bytes. 0 where the OS has no such flag.
