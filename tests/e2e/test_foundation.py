@@ -100,6 +100,46 @@ def test_idle_keepalive_connection_is_closed_after_idle_deadline(otad_factory):
             assert 0.2 < waited < 5.0, f"closed after {waited:.2f}s, want about 0.4s"
 
 
+def _tls_get(s, path=b"/healthz"):
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, "connection closed before the answer"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+    while len(body) < length:
+        body += s.recv(4096)
+    return head, body
+
+
+def test_parked_keepalive_connection_wakes_for_its_next_request_and_still_expires(otad_factory):
+    # After 100 ms without a request a TLS connection is parked (no coroutine, no timer
+    # of its own); its next request must be served as usual, and the server-wide idle
+    # sweep must still close it once idle_timeout passes.
+    d = otad_factory(env={"OTAD_IDLE_TIMEOUT_MS": "1500"})
+    ctx = d.ssl_context()
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            for pause in (0.0, 0.3, 0.8, 1.2):  # all below idle_timeout, most past the parking grace
+                time.sleep(pause)
+                head, body = _tls_get(s)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                assert json.loads(body) == {"status": "ok"}
+            started = time.monotonic()
+            s.settimeout(10)
+            try:
+                rest = s.recv(4096)
+            except (ssl.SSLError, ConnectionResetError):
+                rest = b""
+            waited = time.monotonic() - started
+            assert rest == b"", "server should close the idle connection"
+            assert 1.2 < waited < 4.0, f"closed after {waited:.2f}s, want about 1.5s"
+    # Every request of that connection was served and logged.
+    assert d.log().count("status=200") >= 4
+
+
 def test_silent_client_is_dropped_after_handshake_deadline(otad_factory):
     d = otad_factory(env={"OTAD_HANDSHAKE_TIMEOUT_MS": "300"})
     with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:

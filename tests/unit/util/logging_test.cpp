@@ -1,6 +1,16 @@
 #include "otad/util/logging.hpp"
 
+#include <cstdio>
+#include <fstream>
+#include <set>
 #include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if !defined(_WIN32)
+#include <unistd.h>
+#endif
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -66,6 +76,50 @@ TEST_F(LogEventTest, BelowTheLevelNothingIsWritten) {
     log_event(*log.logger, spdlog::level::debug, "noise", {{"k", "v"}});
     EXPECT_EQ(log.out.str(), "");
 }
+
+#if !defined(_WIN32)
+// The shared sink writes each line with one write(2) and no lock: lines from
+// many threads at once must come out whole, none lost.
+TEST_F(LogEventTest, ConcurrentLinesOnStderrStayWhole) {
+    init_logging("info", LogFormat::text);
+    auto log = logger("concurrency-test");
+    char path[] = "/tmp/otad-log-test-XXXXXX";
+    const int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    std::fflush(stderr);
+    const int saved = ::dup(2);
+    ASSERT_GE(saved, 0);
+    ASSERT_EQ(::dup2(fd, 2), 2);
+    constexpr int threads = 8, lines = 500;
+    {
+        std::vector<std::thread> writers;
+        for (int t = 0; t < threads; ++t)
+            writers.emplace_back([&, t] {
+                for (int i = 0; i < lines; ++i)
+                    log_event(*log, spdlog::level::info, "line",
+                              {{"thread", std::to_string(t)}, {"n", std::to_string(i)}, {"pad", std::string(200, 'x')}});
+            });
+        for (auto& w : writers) w.join();
+    }
+    ::dup2(saved, 2);
+    ::close(saved);
+    ::close(fd);
+    std::ifstream in(path);
+    std::set<std::string> seen;
+    std::string text;
+    int count = 0;
+    while (std::getline(in, text)) {
+        ++count;
+        auto at = text.find("concurrency-test: line thread=");
+        ASSERT_NE(at, std::string::npos) << text;
+        ASSERT_EQ(text.substr(text.size() - 205), " pad=" + std::string(200, 'x')) << text;
+        seen.insert(text.substr(at));
+    }
+    std::remove(path);
+    EXPECT_EQ(count, threads * lines);
+    EXPECT_EQ(seen.size(), static_cast<std::size_t>(threads * lines));
+}
+#endif
 
 }  // namespace
 }  // namespace otad::util
