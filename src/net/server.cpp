@@ -291,7 +291,7 @@ asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {
         }
         auto executor = socket.get_executor();
         asio::co_spawn(executor,
-                       detail::serve_connection(tcp::socket(std::move(socket)), *core,
+                       detail::serve_connection(std::move(socket), *core,
                                                 listener.tls ? &*tls : nullptr),
                        [log = log](std::exception_ptr error) {
                            if (!error) return;

@@ -12,6 +12,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -105,6 +106,8 @@ private:
 // then requests until the peer or a limit closes it. Runs on the socket's
 // executor, which must never run two handlers at once (a single-threaded
 // io_context, as Server gives each connection).
-asio::awaitable<void> serve_connection(asio::ip::tcp::socket socket, ServerCore& core, asio::ssl::context* tls);
+// The socket is bound to its I/O thread's io_context (concrete executor type).
+using ConnectionSocket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+asio::awaitable<void> serve_connection(ConnectionSocket socket, ServerCore& core, asio::ssl::context* tls);
 
 }  // namespace otad::net::detail

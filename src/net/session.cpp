@@ -956,7 +956,7 @@ asio::awaitable<void> Session<Stream>::close() {
 
 }  // namespace
 
-asio::awaitable<void> serve_connection(tcp::socket socket, ServerCore& core, asio::ssl::context* tls) {
+asio::awaitable<void> serve_connection(ConnectionSocket socket, ServerCore& core, asio::ssl::context* tls) {
     error_code ec;
     auto peer = socket.remote_endpoint(ec);
     std::string remote = ec ? std::string("unknown") : endpoint_text(peer);
@@ -981,7 +981,8 @@ asio::awaitable<void> serve_connection(tcp::socket socket, ServerCore& core, asi
         socket.non_blocking(true, ec);
         std::unique_ptr<Session<PlainStream>> session;
         try {
-            session = std::make_unique<Session<PlainStream>>(PlainStream(std::move(socket)), core, std::move(remote));
+            session = std::make_unique<Session<PlainStream>>(PlainStream(tcp::socket(std::move(socket))), core,
+                                                             std::move(remote));
         } catch (const std::exception& e) {
             refuse(e);
             co_return;

@@ -40,7 +40,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/basic_waitable_timer.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/beast/core/error.hpp>
 
 namespace otad::net::detail {
@@ -111,13 +112,19 @@ inline const BIO_METHOD* socket_bio_method() {
 
 class TlsSocketStream {
 public:
-    using executor_type = boost::asio::any_io_executor;
+    // The io_context's own executor, not any_io_executor: the socket, the timer
+    // and every pending operation then carry an 8-byte executor instead of a
+    // type-erased one (memory per idle connection, and no type-erased calls).
+    using executor_type = boost::asio::io_context::executor_type;
+    using socket_type = boost::asio::basic_stream_socket<boost::asio::ip::tcp, executor_type>;
+    using timer_type = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
+                                                         boost::asio::wait_traits<std::chrono::steady_clock>, executor_type>;
     using error_code = boost::system::error_code;
     using tcp = boost::asio::ip::tcp;
 
     // Takes over a connected socket. Throws boost::system::system_error when
     // OpenSSL cannot allocate the connection's state.
-    TlsSocketStream(tcp::socket socket, boost::asio::ssl::context& context)
+    TlsSocketStream(socket_type socket, boost::asio::ssl::context& context)
         : core_(std::make_shared<Core>(std::move(socket))) {
         error_code ec;
         core_->socket.non_blocking(true, ec);
@@ -152,7 +159,7 @@ public:
     }
 
     executor_type get_executor() noexcept { return core_->socket.get_executor(); }
-    tcp::socket& socket() noexcept { return core_->socket; }
+    socket_type& socket() noexcept { return core_->socket; }
     SSL* native_handle() noexcept { return core_->ssl; }
 
     // Deadlines (see the header comment).
@@ -268,14 +275,14 @@ public:
 
 private:
     struct Core {
-        explicit Core(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+        explicit Core(socket_type s) : socket(std::move(s)), timer(socket.get_executor()) {}
         ~Core() {
             if (ssl != nullptr) SSL_free(ssl);
         }
         Core(const Core&) = delete;
         Core& operator=(const Core&) = delete;
-        tcp::socket socket;
-        boost::asio::steady_timer timer;
+        socket_type socket;
+        timer_type timer;
         SSL* ssl = nullptr;
         std::uint64_t deadline_generation = 0;
         bool timed_out = false;
