@@ -107,6 +107,9 @@ std::string endpoint_text(const tcp::endpoint& e) {
 }
 
 std::string_view canonical_name(std::string_view name) {
+    // Handlers write canonical names ("Content-Type", "ETag"); only a name that
+    // starts in lower case is looked up (a hash lookup per header otherwise).
+    if (name.empty() || name.front() < 'a' || name.front() > 'z') return name;
     auto field = http::string_to_field(name);
     if (field == http::field::unknown) return name;
     auto known = http::to_string(field);
@@ -127,17 +130,22 @@ std::string_view current_http_date() {
 
 // Framing is net's job; handlers never set these.
 bool is_net_owned_header(std::string_view name) {
-    for (std::string_view owned : {"Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Date", "Server"})
-        if (api::iequals(name, owned)) return true;
-    return false;
+    switch (name.size()) {  // compare only with the names of the same length
+        case 4: return api::iequals(name, "Date");
+        case 6: return api::iequals(name, "Server");
+        case 10: return api::iequals(name, "Connection") || api::iequals(name, "Keep-Alive");
+        case 14: return api::iequals(name, "Content-Length");
+        case 17: return api::iequals(name, "Transfer-Encoding");
+        default: return false;
+    }
 }
 
 bool is_safe_header(std::string_view name, std::string_view value) {
     if (name.empty()) return false;
     for (char c : name)
         if (c <= ' ' || c == ':' || static_cast<unsigned char>(c) >= 0x7f) return false;
-    for (char c : value)
-        if (c == '\r' || c == '\n' || c == '\0') return false;
+    for (char c : value)  // one comparison per character in the common case
+        if (static_cast<unsigned char>(c) < 0x20 && (c == '\r' || c == '\n' || c == '\0')) return false;
     return true;
 }
 
