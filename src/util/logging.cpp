@@ -155,7 +155,9 @@ void log_event(spdlog::logger& log, spdlog::level::level_enum level, std::string
             else line += v;
         }
     }
-    log.log(level, "{}", line);
+    // The string_view overload: no format-string parse and no copy into fmt's
+    // 250-byte buffer (an access-log line is longer, so that copy allocated).
+    log.log(level, spdlog::string_view_t(line.data(), line.size()));
 }
 
 }  // namespace otad::util
