@@ -46,7 +46,7 @@ bool ServerCore::try_admit_connection() {
     return true;
 }
 
-std::uint64_t ServerCore::register_connection(asio::any_io_executor executor,
+std::uint64_t ServerCore::register_connection(asio::io_context::executor_type executor,
                                               std::shared_ptr<ConnectionControl> control) {
     std::lock_guard lock(mutex_);
     auto id = next_id_++;

@@ -56,7 +56,8 @@ public:
     // Accepting: false (and nothing counted) past max_connections.
     bool try_admit_connection();
     // Called once per accepted connection by its session, on the connection's executor.
-    std::uint64_t register_connection(asio::any_io_executor executor, std::shared_ptr<ConnectionControl> control);
+    std::uint64_t register_connection(asio::io_context::executor_type executor,
+                                      std::shared_ptr<ConnectionControl> control);
     // Called when the session ends; finishing the last one completes a drain.
     void unregister_connection(std::uint64_t id);
     // Gives back the slot of an admitted connection whose session could not be
@@ -93,7 +94,7 @@ private:
     std::atomic<std::uint64_t> refused_since_log_{0};
 
     struct Entry {
-        asio::any_io_executor executor;
+        asio::io_context::executor_type executor;  // 8 bytes, not a type-erased 48 (one per connection)
         std::shared_ptr<ConnectionControl> control;
     };
     std::mutex mutex_;

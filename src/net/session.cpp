@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -90,6 +91,13 @@ bool is_disconnect(const error_code& ec) {
            ec == asio::error::broken_pipe || ec == asio::error::operation_aborted ||
            ec == asio::error::not_connected || ec == asio::error::bad_descriptor || ec == beast::error::timeout ||
            ec == http::error::end_of_stream || ec == http::error::partial_message;
+}
+
+// The io_context behind a connection's executor (Server binds every socket to one).
+asio::io_context::executor_type io_executor_of(const asio::io_context::executor_type& executor) { return executor; }
+asio::io_context::executor_type io_executor_of(const asio::any_io_executor& executor) {
+    if (const auto* io = executor.target<asio::io_context::executor_type>()) return *io;
+    throw std::logic_error("connection socket not bound to an io_context");
 }
 
 std::string endpoint_text(const tcp::endpoint& e) {
@@ -318,7 +326,7 @@ public:
         control_->close_if_idle = [this] {
             if (idle_) lowest().cancel();
         };
-        id_ = core_.register_connection(stream_.get_executor(), control_);
+        id_ = core_.register_connection(io_executor_of(stream_.get_executor()), control_);
     }
     ~Session() {
         control_->close_if_idle = nullptr;
