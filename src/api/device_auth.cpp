@@ -49,4 +49,17 @@ std::optional<std::string> require_device_access(const Request& request, Service
     });
 }
 
+void require_right_to_learn_unknown_device(const Request& request, Services& services) {
+    std::string_view key = presented_device_key(request);
+    if (services.device_keys != nullptr) {
+        if (!services.device_keys->may_learn_unknown_device(key)) refuse(key);
+        return;
+    }
+    services.database.read([&](storage::Connection& c) {
+        storage::DeviceKeyRepository keys(c);
+        if (!key.empty() && keys.find_by_secret(key)) return;
+        if (keys.any_active()) refuse(key);
+    });
+}
+
 }  // namespace otad::api

@@ -261,9 +261,11 @@ Response report(Request& request, Services& services) {
 
     auto& registry = *services.device_registry;
     auto product_id = registry.product_of(device_id);
-    if (!product_id)
+    if (!product_id) {
+        require_right_to_learn_unknown_device(request, services);  // no probing of device ids without a key
         return problem(404, "device-not-found",
                        "no device '" + device_id + "' (a device is known from its first poll)");
+    }
     require_device_access(request, services, *product_id);
     if (!registry.report({device_id, *status, version, detail, 0}))
         return problem(404, "device-not-found", "no device '" + device_id + "'");

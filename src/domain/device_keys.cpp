@@ -16,11 +16,6 @@ namespace {
 // Bounds the per-secret memory a stream of made-up keys could fill.
 constexpr std::size_t kMaxRememberedSecrets = 65536;
 
-struct KnownSecret {
-    std::int64_t product_id = 0;
-    std::string name;
-};
-
 DeviceKeyInfo info_of(const storage::DeviceKey& key) {
     return DeviceKeyInfo{key.id, key.name, key.created_at, key.revoked_at};
 }
@@ -150,6 +145,27 @@ bool DeviceKeys::product_requires_key(std::int64_t product_id) {
     return has_keys;
 }
 
+std::optional<DeviceKeys::KnownSecret> DeviceKeys::known_secret(std::string_view secret) {
+    auto cache = fresh_cache();
+    const std::string digest = util::sha256_hex(secret);
+    {
+        std::lock_guard lock(cache->mutex);
+        if (auto it = cache->secrets.find(digest); it != cache->secrets.end()) return it->second;
+    }
+    std::optional<KnownSecret> known;
+    auto found = database_.read([&](storage::Connection& c) { return storage::DeviceKeyRepository(c).find_by_secret(secret); });
+    if (found && found->active()) known = KnownSecret{found->product_id, found->name};
+    std::lock_guard lock(cache->mutex);
+    if (cache->secrets.size() >= kMaxRememberedSecrets) cache->secrets.clear();
+    cache->secrets.emplace(digest, known);
+    return known;
+}
+
+bool DeviceKeys::may_learn_unknown_device(std::string_view secret) {
+    if (!secret.empty() && known_secret(secret)) return true;
+    return !database_.read([](storage::Connection& c) { return storage::DeviceKeyRepository(c).any_active(); });
+}
+
 std::vector<std::string> DeviceKeys::open_products() {
     auto products = database_.read([](storage::Connection& c) { return storage::CatalogueRepository(c).list_products(); });
     std::vector<std::string> open;
@@ -161,25 +177,7 @@ std::vector<std::string> DeviceKeys::open_products() {
 DeviceAccessDecision DeviceKeys::check(std::int64_t product_id, std::string_view secret) {
     if (!product_requires_key(product_id)) return {DeviceAccess::open, {}};
     if (secret.empty()) return {DeviceAccess::denied, {}};
-
-    auto cache = fresh_cache();
-    const std::string digest = util::sha256_hex(secret);
-    std::optional<KnownSecret> known;
-    bool cached = false;
-    {
-        std::lock_guard lock(cache->mutex);
-        if (auto it = cache->secrets.find(digest); it != cache->secrets.end()) {
-            known = it->second;
-            cached = true;
-        }
-    }
-    if (!cached) {
-        auto found = database_.read([&](storage::Connection& c) { return storage::DeviceKeyRepository(c).find_by_secret(secret); });
-        if (found && found->active()) known = KnownSecret{found->product_id, found->name};
-        std::lock_guard lock(cache->mutex);
-        if (cache->secrets.size() >= kMaxRememberedSecrets) cache->secrets.clear();
-        cache->secrets.emplace(digest, known);
-    }
+    auto known = known_secret(secret);
     if (known && known->product_id == product_id) return {DeviceAccess::granted, known->name};
     return {DeviceAccess::denied, {}};
 }

@@ -63,6 +63,14 @@ std::vector<DeviceKey> DeviceKeyRepository::list(std::int64_t product_id, bool i
     detail::throw_storage_error(e, "list device keys of product " + std::to_string(product_id));
 }
 
+bool DeviceKeyRepository::any_active() try {
+    auto query = connection_.prepare("SELECT EXISTS (SELECT 1 FROM device_keys WHERE revoked_at IS NULL)");
+    query->executeStep();
+    return query->getColumn(0).getInt() != 0;
+} catch (const SQLite::Exception& e) {
+    detail::throw_storage_error(e, "look for active device keys");
+}
+
 bool DeviceKeyRepository::revoke(std::int64_t product_id, std::string_view name) try {
     WriteScope scope(connection_);
     auto update = connection_.prepare(

@@ -338,6 +338,15 @@ def test_device_keys_are_enforced_on_poll_report_and_download(env):
     status, _, _ = d.json("POST", "/api/v1/devices/locked-1/report", {"status": "downloading"},
                           headers={"Authorization": f"Bearer {key}"})
     assert status == 204
+    # While any product has keys, an unknown device id is not confirmed to a caller without one:
+    # the answer is the missing-key 401 a real device of a keyed product gets, not a 404.
+    status, _, body = d.json("POST", "/api/v1/devices/no-such-device/report", {"status": "downloading"})
+    assert status == 401 and body["type"].endswith("device-key-required")
+    assert d.json("POST", "/api/v1/devices/no-such-device/report", {"status": "downloading"},
+                  headers={"Authorization": "Bearer wrong-key-wrong-key"})[0] == 401
+    status, _, body = d.json("POST", "/api/v1/devices/no-such-device/report", {"status": "downloading"},
+                             headers={"Authorization": f"Bearer {other['key']}"})  # any product's key
+    assert status == 404 and "first poll" in body["detail"]
     # Friendly download path of the product: through require_device_access too.
     assert d.request("GET", "/firmware/locked/1.0.0/app.bin")[0] == 401
     assert d.request("GET", "/firmware/locked/1.0.0/app.bin", headers={"Authorization": f"Bearer {key}"})[0] == 200

@@ -23,4 +23,10 @@ std::string_view presented_device_key(const Request& request);
 std::optional<std::string> require_device_access(const Request& request, Services& services,
                                                  std::int64_t product_id);
 
+// For a request about a device id the server does not know: throws the same 401
+// a missing or wrong key gets, unless the caller may be told the id is unknown
+// (no product requires a key, or it presents an active key of some product), so
+// that device ids cannot be probed without a key.
+void require_right_to_learn_unknown_device(const Request& request, Services& services);
+
 }  // namespace otad::api

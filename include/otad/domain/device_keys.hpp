@@ -95,6 +95,12 @@ public:
     DeviceAccessDecision check(std::int64_t product_id, std::string_view secret);
     // Whether the product has an active key (cached like check()).
     bool product_requires_key(std::int64_t product_id);
+    // Whether a request presenting `secret` ("" = none) may be told that a
+    // device id is unknown (404). Without a product to check the key against,
+    // that answer would tell anyone which device ids exist: it is allowed only
+    // when no product requires a key, or the secret is an active key of any
+    // product. Otherwise the caller answers as for a missing or wrong key.
+    bool may_learn_unknown_device(std::string_view secret);
     // Names of the products any device may poll (no active key), by name; logged at start-up.
     std::vector<std::string> open_products();
 
@@ -104,6 +110,12 @@ public:
 private:
     struct Cache;
     std::shared_ptr<Cache> fresh_cache();
+    struct KnownSecret {
+        std::int64_t product_id = 0;
+        std::string name;
+    };
+    // The active key whose secret this is, from the cache or the database; nullopt if none.
+    std::optional<KnownSecret> known_secret(std::string_view secret);
 
     storage::Database& database_;
     ChangeWatch* watch_;

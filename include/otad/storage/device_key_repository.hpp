@@ -37,6 +37,8 @@ public:
     DeviceKey create_with_secret(std::int64_t product_id, std::string_view name, std::string_view secret);
     std::vector<DeviceKey> list(std::int64_t product_id, bool include_revoked = true);  // oldest first
     bool revoke(std::int64_t product_id, std::string_view name);  // false if no active key has the name
+    // Whether any product has an active key.
+    bool any_active();
     // The active key whose secret this is (any product; the caller checks the product).
     std::optional<DeviceKey> find_by_secret(std::string_view secret);
 

@@ -137,6 +137,22 @@ TEST_F(DeviceKeysTest, OpenUntilTheFirstKeyThenEnforced) {
     EXPECT_EQ(audit_actions(*db), (std::vector<std::string>{"device_key.create", "device_key.create", "device_key.revoke"}));
 }
 
+TEST_F(DeviceKeysTest, UnknownDeviceIdsAreOnlyAdmittedToKeyHoldersOnceAnyProductHasKeys) {
+    DeviceKeys keys(*db);
+    EXPECT_TRUE(keys.may_learn_unknown_device(""));  // nothing is protected yet
+    EXPECT_TRUE(keys.may_learn_unknown_device("whatever-whatever"));
+    auto thermo_key = keys.create(thermo, "thermo", "fleet-a", std::nullopt, "token:admin");
+    EXPECT_FALSE(keys.may_learn_unknown_device(""));
+    EXPECT_FALSE(keys.may_learn_unknown_device("wrong-key-wrong-key"));
+    EXPECT_TRUE(keys.may_learn_unknown_device(thermo_key.secret));  // a key of any product
+    keys.create(lamp, "lamp", "lamp-fleet", std::string_view("lamp-secret-0123456789"), "token:admin");
+    keys.revoke(thermo, "thermo", "fleet-a", "token:admin");
+    EXPECT_FALSE(keys.may_learn_unknown_device(thermo_key.secret));  // revoked: no longer a key
+    EXPECT_TRUE(keys.may_learn_unknown_device("lamp-secret-0123456789"));
+    keys.revoke(lamp, "lamp", "lamp-fleet", "token:admin");
+    EXPECT_TRUE(keys.may_learn_unknown_device(""));  // nothing is protected any more
+}
+
 TEST_F(DeviceKeysTest, RevocationByAnotherProcessIsSeen) {
     ChangeWatch watch(*db);
     DeviceKeys daemon(*db, &watch);

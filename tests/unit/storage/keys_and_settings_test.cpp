@@ -44,7 +44,9 @@ StorageErrorKind kind_of(const std::function<void()>& action) {
 
 TEST_F(KeysAndSettingsTest, DeviceKeysAreFoundBySecretUntilRevoked) {
     DeviceKeyRepository keys(connection());
+    EXPECT_FALSE(keys.any_active());
     CreatedDeviceKey key = keys.create(product_id, "fleet-a");
+    EXPECT_TRUE(keys.any_active());
     EXPECT_EQ(key.secret.size(), 43u);
     EXPECT_EQ(key.record.product_id, product_id);
     auto found = keys.find_by_secret(key.secret);
@@ -54,6 +56,7 @@ TEST_F(KeysAndSettingsTest, DeviceKeysAreFoundBySecretUntilRevoked) {
 
     EXPECT_EQ(kind_of([&] { keys.create(product_id, "fleet-a"); }), StorageErrorKind::conflict);
     EXPECT_TRUE(keys.revoke(product_id, "fleet-a"));
+    EXPECT_FALSE(keys.any_active());
     EXPECT_FALSE(keys.revoke(product_id, "fleet-a"));
     EXPECT_FALSE(keys.find_by_secret(key.secret).has_value());
     keys.create(product_id, "fleet-a");  // the name is free again
