@@ -61,13 +61,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_until() {  # wait_until SECONDS COMMAND...: polls COMMAND until it succeeds
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || { echo "bench: timed out waiting for: $*" >&2; return 1; }
-    sleep 0.1
-  done
-}
+# shellcheck source=bench/otad_fixture.sh
+. "$BENCH/otad_fixture.sh"  # wait_until, upload_bench_image
 
 # ---- otad --------------------------------------------------------------------
 start_otad() {
@@ -78,22 +73,7 @@ start_otad() {
   wait_until 30 curl -sf --cacert "$WORK/otad/tls/cert.pem" "https://127.0.0.1:$OTAD_TLS_PORT/healthz"
 }
 start_otad
-TOKEN="$("$OTAD_BIN" token create --name bench --role admin --data-dir "$WORK/otad" 2>/dev/null | tail -1)"
-head -c "$FILE_SIZE" /dev/urandom >"$WORK/image.bin"
-SHA="$(sha256sum "$WORK/image.bin" | cut -d' ' -f1)"
-curl -sf --cacert "$WORK/otad/tls/cert.pem" -H "Authorization: Bearer $TOKEN" --data-binary @"$WORK/image.bin" \
-  "https://127.0.0.1:$OTAD_TLS_PORT/api/v1/products/bench/releases/1.0.0/artifacts?chip=generic&layout=single&filename=image.bin" >/dev/null
-# A pre-signed blob URL, as a manifest hands to devices (the secret lives in the settings table).
-BLOB_PATH="$(python3 - "$WORK/otad/otad.db" "$SHA" <<'EOF'
-import base64, hashlib, hmac, sqlite3, sys, time
-secret = sqlite3.connect(sys.argv[1]).execute("SELECT value FROM settings WHERE key='url_signing_secret'").fetchone()[0]
-path, expires = f"/api/v1/blobs/{sys.argv[2]}", int(time.time()) + 86400
-sig = base64.urlsafe_b64encode(hmac.new(secret.encode(), f"{path}\n{expires}".encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
-print(f"{path}?expires={expires}&sig={sig}")
-EOF
-)"
-BLOB_FILE="$WORK/otad/blobs/${SHA:0:2}/${SHA:2:2}/$SHA"
-cmp "$BLOB_FILE" "$WORK/image.bin"
+upload_bench_image
 CERT="$WORK/otad/tls/cert.pem"; KEY="$WORK/otad/tls/key.pem"
 
 # ---- nginx: same certificate, same file at the same URI -----------------------------
