@@ -198,8 +198,10 @@ struct Server::Impl {
     // context it was accepted onto, so its handlers never run concurrently
     // without a strand, and a request never wakes another thread. `ioc` (the
     // thread that calls run()) also owns the listeners, signals and timers.
-    asio::io_context ioc;
+    // The extra contexts are declared first so they outlive `ioc`: a pending
+    // accept on `ioc` holds a socket of one of them, destroyed with `ioc`.
     std::vector<std::unique_ptr<asio::io_context>> extra_contexts;
+    asio::io_context ioc;
     std::vector<asio::io_context*> connection_contexts;  // ioc, then extra_contexts
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
     std::size_t next_context = 0;  // round robin; only touched by the accept loops on ioc
