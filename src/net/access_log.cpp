@@ -53,13 +53,13 @@ std::string redact_target(std::string_view target) {
 
 void log_access(spdlog::logger& access_log, const AccessLogEntry& e) {
     util::log_event(access_log, spdlog::level::info, "request",
-                    {{"remote", std::string(e.remote)},
-                     {"method", std::string(e.method.empty() ? "-" : e.method)},
+                    {{"remote", e.remote},
+                     {"method", e.method.empty() ? std::string_view("-") : e.method},
                      {"target", redact_target(e.target.empty() ? "-" : e.target)},
                      {"status", std::to_string(e.status)},
                      {"bytes", std::to_string(e.bytes)},
                      {"duration_ms", std::to_string(e.duration_ms)},
-                     {"principal", std::string(e.principal)},
+                     {"principal", e.principal},
                      {"tls", e.tls ? "true" : "false"},
                      {"version", e.version == 10 ? "1.0" : "1.1"}});
 }

@@ -361,11 +361,15 @@ private:
         else return beast::get_lowest_layer(stream_);
     }
 
-    // Waits for the next request's first byte (and takes what else is ready).
+    // Waiting for the next request's first byte (and taking what else is ready):
     // `request`: bytes are in buffer_; `park` (TLS, when `may_park`): none came
     // within park_after, so the caller parks the session; `closed` otherwise.
     enum class Wait { request, park, closed };
-    asio::awaitable<Wait> wait_for_request(bool first, bool may_park);
+    // In serve()'s loop, not a coroutine of its own (one frame less per request):
+    // begin_wait arms the wait's deadline, then serve() awaits one byte
+    // (stream_.async_read_some into `probe`), then end_wait classifies it.
+    void begin_wait(bool first, bool may_park);
+    Wait end_wait(const error_code& ec, std::size_t n, char probe, bool may_park);
     asio::awaitable<bool> serve_request();
     asio::awaitable<bool> respond(const Exchange& exchange, api::Response response, bool keep_alive, bool linger);
     // Writes all of `bytes`, adding to `written` as they go. With a watch, the
@@ -479,7 +483,15 @@ asio::awaitable<typename Session<Stream>::Pause> Session<Stream>::serve(bool fre
         bool may_park = false;
         if constexpr (is_tls) may_park = !first && !woken && core_.options.idle_timeout > park_after;
         woken = false;
-        const Wait wait = co_await wait_for_request(first, may_park);
+        Wait wait = Wait::request;  // a pipelined request may already be in buffer_
+        if (buffer_.size() == 0) {
+            begin_wait(first, may_park);
+            // Wait for one byte rather than for the whole header: the header's own
+            // deadline starts when the request does, and the wait needs no buffer.
+            char probe = 0;
+            auto [ec, n] = co_await stream_.async_read_some(asio::buffer(&probe, 1), use_tuple);
+            wait = end_wait(ec, n, probe, may_park);
+        }
         if (wait == Wait::park) co_return Pause::idle;
         if (wait == Wait::closed) break;
         first = false;
@@ -528,20 +540,20 @@ void Session<Stream>::park(std::unique_ptr<Session> self) {
 }
 
 template <class Stream>
-asio::awaitable<typename Session<Stream>::Wait> Session<Stream>::wait_for_request(bool first, bool may_park) {
-    if (buffer_.size() > 0) co_return Wait::request;  // a pipelined request is already here
+void Session<Stream>::begin_wait(bool first, bool may_park) {
     // Idle connections should cost little: give the read buffer back.
     buffer_.shrink_to_fit();
     idle_ = true;
     lowest().expires_after(first ? core_.options.header_timeout
                                  : (may_park ? park_after : core_.options.idle_timeout));
-    // Wait for one byte rather than for the whole header: the header's own
-    // deadline starts when the request does, and the wait needs no buffer.
-    char probe = 0;
-    auto [ec, n] = co_await stream_.async_read_some(asio::buffer(&probe, 1), use_tuple);
+}
+
+template <class Stream>
+typename Session<Stream>::Wait Session<Stream>::end_wait(const error_code& ec, std::size_t n, char probe,
+                                                         bool may_park) {
     idle_ = false;
-    if (may_park && ec == beast::error::timeout && !core_.draining()) co_return Wait::park;
-    if (ec || n == 0) co_return Wait::closed;
+    if (may_park && ec == beast::error::timeout && !core_.draining()) return Wait::park;
+    if (ec || n == 0) return Wait::closed;
     // The rest of the request is usually here too: take what is ready without
     // waiting, so serve_request can often parse the header with no read at all.
     if constexpr (is_tls) {
@@ -556,7 +568,7 @@ asio::awaitable<typename Session<Stream>::Wait> Session<Stream>::wait_for_reques
             asio::buffer(static_cast<char*>(room.data()) + 1, room.size() - 1), ignored);
         buffer_.commit(1 + more);
     }
-    co_return Wait::request;
+    return Wait::request;
 }
 
 template <class Stream>
@@ -571,7 +583,7 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     // Beast would check Content-Length against its limit only here, with the
     // wrong (global) limit; the route's limit is checked below instead.
     header_parser->body_limit(boost::none);
-    // Parse what wait_for_request already has; read (under the header deadline) only if it is not all here.
+    // Parse what end_wait already took; read (under the header deadline) only if it is not all here.
     error_code read_ec;
     buffer_.consume(header_parser->put(buffer_.data(), read_ec));
     if (read_ec == http::error::need_more) {

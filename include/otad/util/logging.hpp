@@ -22,7 +22,9 @@ LogFormat log_format() noexcept;
 // The named logger, created on first use with the shared sink.
 std::shared_ptr<spdlog::logger> logger(const std::string& name);
 
-using LogField = std::pair<std::string_view, std::string>;
+// Views, not copies: a value may be a temporary (std::to_string(n)) as it lives
+// until the log_event call returns; never keep a LogField beyond that.
+using LogField = std::pair<std::string_view, std::string_view>;
 // Logs `event` with fields: `event k1=v1 k2="v 2"` in text, or
 // {"event":..., "k1":"v1", ...} in JSON. Values are never secrets by contract.
 void log_event(spdlog::logger& log, spdlog::level::level_enum level, std::string_view event,
