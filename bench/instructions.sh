@@ -31,9 +31,9 @@ cleanup() {
 }
 trap cleanup EXIT
 # shellcheck source=bench/otad_fixture.sh
-. "$BENCH/otad_fixture.sh"  # wait_until, upload_bench_image
+. "$BENCH/otad_fixture.sh"  # free_port, wait_until, upload_bench_image
 
-OTAD_TLS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+OTAD_TLS_PORT="$(free_port)"
 # Same settings as bench/run.sh; plain HTTP off (not measured here).
 OTAD_MAX_CONCURRENT_DOWNLOADS=20000 OTAD_MAX_CONNECTIONS=20000 OTAD_IDLE_TIMEOUT_MS=600000 \
   valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \

@@ -1,4 +1,8 @@
-# Sourced by bench/run.sh and bench/instructions.sh: shared set-up steps.
+# Sourced by bench/run.sh, bench/poll_bench.sh and bench/instructions.sh: shared set-up steps.
+
+free_port() {  # an unused 127.0.0.1 TCP port
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 
 wait_until() {  # wait_until SECONDS COMMAND...: polls COMMAND until it succeeds
   local deadline=$((SECONDS + $1)); shift

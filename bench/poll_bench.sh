@@ -32,7 +32,8 @@ ulimit -n "$(ulimit -Hn)"
 
 WORK="$(mktemp -d /tmp/otad-poll-bench.XXXXXX)"
 OTAD_PID=""
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/otad_fixture.sh
+. "$BENCH/otad_fixture.sh"  # free_port, wait_until, upload_bench_image
 OTAD_TLS_PORT="$(free_port)"; OTAD_HTTP_PORT="$(free_port)"; NGX_TLS_PORT="$(free_port)"; NGX_HTTP_PORT="$(free_port)"
 nginx_master() { cat "$WORK/nginx/nginx.pid" 2>/dev/null || true; }
 stop_otad() { if [ -n "$OTAD_PID" ]; then kill "$OTAD_PID" 2>/dev/null || true; wait "$OTAD_PID" 2>/dev/null || true; OTAD_PID=""; fi; }
@@ -45,13 +46,6 @@ stop_nginx() {
 }
 cleanup() { stop_otad; stop_nginx; rm -rf "$WORK"; }
 trap cleanup EXIT
-wait_until() {  # wait_until SECONDS COMMAND...
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || { echo "bench: timed out waiting for: $*" >&2; return 1; }
-    sleep 0.1
-  done
-}
 
 # ---- otad: one product, 1.1.0 on stable, DEVICES devices registered on 1.0.0 -------------------
 "$OTAD_BIN" serve --data-dir "$WORK/otad" --listen "127.0.0.1:$OTAD_TLS_PORT" \

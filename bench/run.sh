@@ -41,7 +41,8 @@ ulimit -n "$(ulimit -Hn)"  # 10,000 held connections on each side
 WORK="$(mktemp -d /tmp/otad-bench.XXXXXX)"
 OTAD_PID=""
 CLIENT_PID=""
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/otad_fixture.sh
+. "$BENCH/otad_fixture.sh"  # free_port, wait_until, upload_bench_image
 OTAD_TLS_PORT="$(free_port)"; OTAD_HTTP_PORT="$(free_port)"; NGX_TLS_PORT="$(free_port)"; NGX_HTTP_PORT="$(free_port)"
 
 stop_client() { if [ -n "$CLIENT_PID" ]; then kill "$CLIENT_PID" 2>/dev/null || true; wait "$CLIENT_PID" 2>/dev/null || true; CLIENT_PID=""; fi; }
@@ -61,8 +62,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# shellcheck source=bench/otad_fixture.sh
-. "$BENCH/otad_fixture.sh"  # wait_until, upload_bench_image
 
 # ---- otad --------------------------------------------------------------------
 start_otad() {

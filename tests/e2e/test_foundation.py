@@ -79,6 +79,18 @@ def test_oversized_header_gets_431(otad_factory):
     assert proc.stdout == b"431"
 
 
+def _seconds_until_closed_by_server(s):
+    """Waits (10 s at most) for the server to close an idle TLS connection; returns how long it took."""
+    started = time.monotonic()
+    s.settimeout(10)
+    try:
+        rest = s.recv(4096)
+    except (ssl.SSLError, ConnectionResetError):
+        rest = b""
+    assert rest == b"", "server should close the idle connection"
+    return time.monotonic() - started
+
+
 def test_idle_keepalive_connection_is_closed_after_idle_deadline(otad_factory):
     d = otad_factory(env={"OTAD_IDLE_TIMEOUT_MS": "400"})
     ctx = d.ssl_context()
@@ -89,14 +101,7 @@ def test_idle_keepalive_connection_is_closed_after_idle_deadline(otad_factory):
             while b"\r\n\r\n" not in data or not data.endswith(b"}"):
                 data += s.recv(4096)
             assert data.startswith(b"HTTP/1.1 200")
-            started = time.monotonic()
-            s.settimeout(10)
-            try:
-                rest = s.recv(4096)
-            except (ssl.SSLError, ConnectionResetError):
-                rest = b""
-            waited = time.monotonic() - started
-            assert rest == b"", "server should close the idle connection"
+            waited = _seconds_until_closed_by_server(s)
             assert 0.2 < waited < 5.0, f"closed after {waited:.2f}s, want about 0.4s"
 
 
@@ -127,14 +132,7 @@ def test_parked_keepalive_connection_wakes_for_its_next_request_and_still_expire
                 head, body = _tls_get(s)
                 assert head.startswith(b"HTTP/1.1 200"), head
                 assert json.loads(body) == {"status": "ok"}
-            started = time.monotonic()
-            s.settimeout(10)
-            try:
-                rest = s.recv(4096)
-            except (ssl.SSLError, ConnectionResetError):
-                rest = b""
-            waited = time.monotonic() - started
-            assert rest == b"", "server should close the idle connection"
+            waited = _seconds_until_closed_by_server(s)
             assert 1.2 < waited < 4.0, f"closed after {waited:.2f}s, want about 1.5s"
     # Every request of that connection was served and logged.
     assert d.log().count("status=200") >= 4
