@@ -295,14 +295,7 @@ asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {
         asio::co_spawn(executor,
                        detail::serve_connection(std::move(socket), *core,
                                                 listener.tls ? &*tls : nullptr),
-                       [log = log](std::exception_ptr error) {
-                           if (!error) return;
-                           try {
-                               std::rethrow_exception(error);
-                           } catch (const std::exception& e) {
-                               util::log_event(*log, spdlog::level::err, "connection_failed", {{"error", e.what()}});
-                           }
-                       });
+                       detail::log_connection_failure(*log));
     }
 }
 

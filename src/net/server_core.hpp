@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -18,6 +19,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "otad/net/server.hpp"
+#include "otad/util/logging.hpp"
 
 namespace otad::net::detail {
 
@@ -107,6 +109,19 @@ private:
 // then requests until the peer or a limit closes it. Runs on the socket's
 // executor, which must never run two handlers at once (a single-threaded
 // io_context, as Server gives each connection).
+// Completion handler for a connection's coroutine (co_spawn): an exception that
+// escapes it ends that connection only, and is logged as connection_failed.
+inline auto log_connection_failure(spdlog::logger& log) {
+    return [&log](std::exception_ptr error) {
+        if (!error) return;
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            util::log_event(log, spdlog::level::err, "connection_failed", {{"error", e.what()}});
+        }
+    };
+}
+
 // The socket is bound to its I/O thread's io_context (concrete executor type).
 using ConnectionSocket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
 asio::awaitable<void> serve_connection(ConnectionSocket socket, ServerCore& core, asio::ssl::context* tls);

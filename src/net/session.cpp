@@ -527,15 +527,8 @@ void Session<Stream>::park(std::unique_ptr<Session> self) {
         s.idle_ = false;
         s.control_->parked_deadline_ms.store(0, std::memory_order_relaxed);
         auto executor = s.executor();
-        ServerCore& core = s.core_;
-        asio::co_spawn(executor, serve_session(std::move(self), false, ec), [&core](std::exception_ptr error) {
-            if (!error) return;
-            try {
-                std::rethrow_exception(error);
-            } catch (const std::exception& e) {
-                util::log_event(core.log, spdlog::level::err, "connection_failed", {{"error", e.what()}});
-            }
-        });
+        spdlog::logger& log = s.core_.log;
+        asio::co_spawn(executor, serve_session(std::move(self), false, ec), log_connection_failure(log));
     });
 }
 
