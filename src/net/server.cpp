@@ -1,5 +1,5 @@
 // Listeners, the io_context and its threads, signals and graceful shutdown.
-// Asio only: everything HTTP lives in session.cpp.
+// Asio only: the server's HTTP handling lives in session.cpp.
 
 #include "otad/net/server.hpp"
 

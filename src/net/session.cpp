@@ -1,5 +1,6 @@
 // HTTP/1.1 sessions: one coroutine per connection, one templated code path for
-// TLS and plain TCP. With asio_beast_impl.cpp, the only file that includes Beast.
+// TLS and plain TCP. The server's only user of Beast's HTTP parser (the other user
+// is http_client.cpp, the command-line client); asio_beast_impl.cpp compiles Beast once.
 //
 // A request's way: wait for its first byte (idle deadline) -> header (one
 // deadline, size limit) -> route -> limits and admission -> body (buffered, or
