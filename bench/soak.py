@@ -89,7 +89,7 @@ def parse_args():
     a = p.parse_args()
     short = a.short
     a.seconds = float(a.seconds if a.seconds is not None else (180 if short else 1800))
-    a.restart_seconds = float(a.restart_seconds if a.restart_seconds is not None else (60 if short else 240))
+    a.restart_seconds = float(a.restart_seconds if a.restart_seconds is not None else (60 if short else 300))
     a.upload_seconds = float(a.upload_seconds if a.upload_seconds is not None else (10 if short else 20))
     a.channel_seconds = float(a.channel_seconds if a.channel_seconds is not None else (12 if short else 30))
     if a.warmup_seconds == "auto" and short:
@@ -356,6 +356,13 @@ class Http:
         return resp.status, hdrs, data
 
 
+def slow_pieces(data, piece=16384, pause=0.03):
+    """A body sent like over a slow link (~0.5 MB/s), so that kills land in the middle of uploads."""
+    for i in range(0, len(data), piece):
+        time.sleep(pause)
+        yield data[i:i + piece]
+
+
 def read_exactly(resp, n):
     """Reads n body bytes; TransportError if the stream ends first."""
     parts, got = [], 0
@@ -469,6 +476,7 @@ class Soak:
         self.stats = Stats()
         self.stop = threading.Event()
         self.lifecycle = Lifecycle()
+        self.upload_in_flight = threading.Event()  # lets half of the kills land in an upload
         self.limiter = RateLimiter(args.rps, self.stop)
         self.daemon = Daemon(args)
         self.model = Model()
@@ -557,7 +565,7 @@ class Soak:
             query["slot"] = img.slot
         path = f"{API}/products/{img.product}/releases/{img.version}/artifacts"
         headers = {"Authorization": f"Bearer {self.uploader}", "X-Checksum-Sha256": img.sha256}
-        mode = rng.choices(["raw", "chunked", "multipart"], [0.6, 0.2, 0.2])[0]
+        mode = rng.choices(["raw", "chunked", "slow chunked", "multipart"], [0.45, 0.15, 0.25, 0.15])[0]
         if mode == "multipart":
             boundary = f"soak{rng.getrandbits(64):016x}"
             parts = []
@@ -571,15 +579,23 @@ class Soak:
         else:
             path += "?" + urllib.parse.urlencode(query)
             headers["Content-Type"] = "application/octet-stream"
-            body = data if mode == "raw" else (data[i:i + 65536] for i in range(0, len(data), 65536))
+            if mode == "raw":
+                body = data
+            elif mode == "chunked":
+                body = (data[i:i + 65536] for i in range(0, len(data), 65536))
+            else:
+                body = slow_pieces(data)
         self.stats.count(f"upload {mode}")
         http_ = self.admin_http()
         gen = self.wait_up()
+        self.upload_in_flight.set()
         try:
             status, hdrs, answer = http_.request("POST", "https", path, headers, body, fresh=True, kind="upload")
         except TransportError as e:
             self.transport_failed(gen, e, "upload")
             return False
+        finally:
+            self.upload_in_flight.clear()
         self.stats.count(f"upload {status}")
         if status in (200, 201):
             got = json.loads(answer).get("sha256")
@@ -1068,8 +1084,16 @@ class Soak:
                     result["orphans"] += 1
         return result
 
-    def restart(self):
-        self.log(f"kill -9 otad (lifetime {self.daemon.gen}, pid {self.daemon.proc.pid})")
+    def restart(self, aim_at_upload=0.0):
+        """kill -9, check the store, start again. aim_at_upload: seconds to wait for an upload in
+        flight first, so that the kill lands in one."""
+        if aim_at_upload > 0 and self.upload_in_flight.wait(aim_at_upload):
+            time.sleep(self.rng.uniform(0, 0.3))
+        during_upload = self.upload_in_flight.is_set()
+        self.log(f"kill -9 otad (lifetime {self.daemon.gen}, pid {self.daemon.proc.pid})"
+                 + (" during an upload" if during_upload else ""))
+        if during_upload:
+            self.stats.count("kill -9 during an upload")
         self.end_lifetime("kill")
         self.stats.count("kill -9")
         self.check_store_offline(f"after kill {self.daemon.gen}")
@@ -1098,7 +1122,8 @@ class Soak:
             if now >= began + a.seconds:
                 break
             if now >= next_kill and began + a.seconds - now > 20:
-                self.restart()
+                aim = min(3 * a.upload_seconds, began + a.seconds - now - 15) if self.rng.random() < 0.5 else 0
+                self.restart(aim_at_upload=aim)
                 next_kill = time.monotonic() + a.restart_seconds * self.rng.uniform(0.75, 1.25)
             if now - last_status >= 30:
                 last_status = now
@@ -1116,7 +1141,7 @@ class Soak:
     def progress(self, elapsed):
         c = self.stats.counts
         with self.stats.lock:
-            polls = sum(v for k, v in c.items() if k.startswith("poll ") and k[5:8].isdigit())
+            polls = sum(v for k, v in c.items() if len(k) == 8 and k.startswith("poll ") and k[5:].isdigit())
             return (f"t={elapsed:.0f}s polls={polls} downloads={c['download completed']} "
                     f"uploads={c['upload 201']} kills={c['kill -9']} failures={sum(self.stats.failure_counts.values())}")
 
