@@ -15,11 +15,12 @@ bounded rate (--rps requests per second over --threads client threads):
              16-64 KiB ranges); the bytes are checked against the manifest's SHA-256 and size
   reports    downloading / installing / installed, sometimes a failed install (implicit rollback)
   uploads    new releases every --upload-seconds: real ESP images from make_esp_image, raw,
-             chunked or multipart bodies; an upload cut by a kill is retried with the same bytes
+             chunked (some at ~0.5 MB/s) or multipart bodies; one cut by a kill is retried with
+             the same bytes
   channels   stable and beta moved every --channel-seconds, sometimes a rollback
 
-and kills otad with SIGKILL every --restart-seconds (+-25 %), checks the store while it is down,
-and starts it again. Everything stops by itself. At the end (after one more kill and restart) it
+and kills otad with SIGKILL every --restart-seconds (+-25 %; half of the kills wait for an upload
+in flight), checks the store while it is down, and starts it again. Everything stops by itself. At the end (after one more kill and restart) it
 checks and prints, and exits 1 when a check fails:
 
   uploads    every upload the API acknowledged (201, or 200 for a retried one) is listed with the
@@ -28,10 +29,15 @@ checks and prints, and exits 1 when a check fails:
              file with the recorded size, the database passes PRAGMA integrity_check (also after
              every kill)
   downloads  every device download that completed was byte-exact; every range answer was exact
-  answers    no status outside the expected set (no 500), every manifest names a release we
-             uploaded with its bytes for the right slot, no transport error while otad was up
+  answers    no status outside the expected set (no 500), every manifest names a release a channel
+             was moved to, with the bytes we uploaded for the right slot
+  transport  no connection error or timeout while otad was up (a request cut by a kill is counted,
+             and resumed or retried)
   channels   each channel ends where the last acknowledged move put it
   registry   the device registry agrees with the last poll of sampled devices
+  crash      otad never exits by itself (it is restarted and the soak goes on if it does)
+  log        otad logs no error or critical line
+  shutdown   the client threads stop, and otad exits 0 on the final SIGTERM
   resources  RSS (anonymous memory) and open descriptors of each daemon lifetime show no growth
              trend: median of the last third of the samples vs the first third, after a warm-up
              in which every simulated device polls once, plus a least-squares slope per minute
@@ -1029,7 +1035,8 @@ class Soak:
         """With otad stopped: database integrity, and every artifact's blob file whole.
         full: also walk the blob dir (every file hashes to its name) and report orphans."""
         data = self.daemon.data_dir
-        db = sqlite3.connect(os.path.join(data, "otad.db"), timeout=30)
+        # Read-only: no checkpoint on close, so otad itself recovers the WAL the kill left.
+        db = sqlite3.connect(f"file:{os.path.join(data, 'otad.db')}?mode=ro", uri=True, timeout=30)
         try:
             result = db.execute("PRAGMA integrity_check").fetchall()
             if result != [("ok",)]:
@@ -1084,9 +1091,15 @@ class Soak:
                     result["orphans"] += 1
         return result
 
-    def restart(self, aim_at_upload=0.0):
+    def restart(self, aim_at_upload=0.0, crashed=False):
         """kill -9, check the store, start again. aim_at_upload: seconds to wait for an upload in
-        flight first, so that the kill lands in one."""
+        flight first, so that the kill lands in one. crashed: otad died by itself; just start it."""
+        if crashed:
+            self.log(f"otad lifetime {self.daemon.gen} died by itself; starting it again")
+            self.end_lifetime("kill")
+            self.check_store_offline(f"after the crash of lifetime {self.daemon.gen}")
+            self.start_lifetime()
+            return
         if aim_at_upload > 0 and self.upload_in_flight.wait(aim_at_upload):
             time.sleep(self.rng.uniform(0, 0.3))
         during_upload = self.upload_in_flight.is_set()
@@ -1121,7 +1134,11 @@ class Soak:
             now = time.monotonic()
             if now >= began + a.seconds:
                 break
-            if now >= next_kill and began + a.seconds - now > 20:
+            if self.daemon.proc.poll() is not None:
+                self.stats.fail("crash", f"otad lifetime {self.daemon.gen} exited by itself with status "
+                                         f"{self.daemon.proc.returncode}; see otad-{self.daemon.gen}.log")
+                self.restart(crashed=True)
+            elif now >= next_kill and began + a.seconds - now > 20:
                 aim = min(3 * a.upload_seconds, began + a.seconds - now - 15) if self.rng.random() < 0.5 else 0
                 self.restart(aim_at_upload=aim)
                 next_kill = time.monotonic() + a.restart_seconds * self.rng.uniform(0.75, 1.25)
@@ -1148,15 +1165,25 @@ class Soak:
     def final_checks(self):
         """One more kill -9 and restart, then the API view, then a clean stop and the store."""
         self.stop.clear()  # the limiter and wait_up work again; no client thread is left
-        self.restart()
+        if self.daemon.proc.poll() is not None:
+            self.stats.fail("crash", f"otad lifetime {self.daemon.gen} exited by itself with status "
+                                     f"{self.daemon.proc.returncode}; see otad-{self.daemon.gen}.log")
+        self.restart(crashed=self.daemon.proc.poll() is not None)
         http_ = self.admin_http()
         report = {}
-        report["listed"] = self.check_catalogue(http_)
-        self.check_channels(http_)
-        report["registry"] = self.check_registry(http_)
+        try:
+            report["listed"] = self.check_catalogue(http_)
+            self.check_channels(http_)
+            report["registry"] = self.check_registry(http_)
+        except TransportError as e:
+            self.stats.fail("crash" if self.daemon.proc.poll() is not None else "transport",
+                            f"final checks cut short: {e}")
         http_.drop()
         self.stop.set()
         self.log("stopping otad (SIGTERM)")
+        if self.daemon.proc.poll() is not None:
+            self.stats.fail("crash", f"otad exited by itself with status {self.daemon.proc.returncode} during "
+                                     "the final checks")
         rc = self.end_lifetime("stop")
         if rc != 0:
             self.stats.fail("shutdown", f"otad exited {rc} on SIGTERM")
@@ -1309,6 +1336,30 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def summarize_logs(work):
+    """Lines per level over every lifetime's log, and the messages (text before the first
+    key=value) of the lines above info."""
+    levels, messages = collections.Counter(), collections.Counter()
+    for name in sorted(os.listdir(work)):
+        if not (name.startswith("otad-") and name.endswith(".log")):
+            continue
+        with open(os.path.join(work, name), errors="replace") as f:
+            for line in f:
+                parts = line.split(" ", 2)
+                if len(parts) < 3:
+                    continue
+                level = parts[1]
+                levels[level] += 1
+                if level not in ("trace", "debug", "info"):
+                    words = []
+                    for word in parts[2].split():
+                        if "=" in word:
+                            break
+                        words.append(word)
+                    messages[(level, " ".join(words))] += 1
+    return levels, messages
+
+
 def percentile(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -1337,6 +1388,13 @@ def print_report(soak, report, elapsed):
     print(f"  artifacts listed at the end {report.get('listed')}, acknowledged {len(soak.model.acked)}; "
           f"blob files {store.get('files')} (orphans {store.get('orphans')}, temp files {store.get('temp_files')}), "
           f"blob rows {store.get('blob_rows')}")
+    levels, messages = summarize_logs(a.work)
+    print("  otad logs: " + ", ".join(f"{n} {level}" for level, n in sorted(levels.items())))
+    for (level, message), n in messages.most_common(8):
+        print(f"    {n:>6} {level} {message}")
+    for (level, message), n in messages.items():
+        if level in ("error", "critical"):
+            stats.fail("log", f"{n} x {level} {message}")
     print()
     rows = analyse(soak.lifetimes, a, a.devices)
     print("resources per otad lifetime (after the warm-up; first third -> last third median; slope = least squares)")
@@ -1371,8 +1429,8 @@ def print_report(soak, report, elapsed):
     print()
     print("checks")
     verdict = True
-    for check in ("uploads", "blobs", "downloads", "answers", "transport", "channels", "registry", "resources",
-                  "shutdown"):
+    for check in ("crash", "uploads", "blobs", "downloads", "answers", "transport", "channels", "registry",
+                  "resources", "log", "shutdown"):
         n = stats.failure_counts.get(check, 0)
         verdict &= n == 0
         print(f"  {check:<10} {'PASS' if n == 0 else f'FAIL ({n})'}")
