@@ -773,7 +773,7 @@ class Soak:
         img = self.check_manifest(device, manifest, hdrs)
         if img is None or rng.random() >= self.args.download_fraction:
             return
-        self.install(device, manifest, img, http_, rng, gen)
+        self.install(device, manifest, img, http_, rng, (gen, time.monotonic()))
 
     def check_manifest(self, device, m, hdrs):
         """The manifest must offer a release we uploaded, its build for the right slot."""
@@ -803,7 +803,8 @@ class Soak:
             return None
         return img
 
-    def report(self, device, http_, status, version, poll_gen):
+    def report(self, device, http_, status, version, polled):
+        """polled: (daemon generation, monotonic time) of the poll that offered the update."""
         gen = self.wait_up()
         path = f"{API}/devices/{device.id}/report"
         if self.device_query(device):
@@ -816,17 +817,19 @@ class Soak:
             self.transport_failed(gen, e, "report")
             return
         self.stats.count(f"report {code}")
-        if code in (401, 404) and gen != poll_gen:
+        if code in (401, 404) and gen != polled[0]:
             # The poll that introduced the device was answered by a daemon killed before its
             # batched registry flush (documented: up to device_flush_interval_ms of sightings).
             self.stats.count("report: device unknown, its first poll was lost in a kill")
             return
         if code != 204:
-            self.stats.fail("answers", f"report {status} for {device.id}: {code} {body[:300]!r}")
+            since = f"; the same otad answered its poll {1000 * (time.monotonic() - polled[1]):.0f} ms before" \
+                if code in (401, 404) else ""
+            self.stats.fail("answers", f"report {status} for {device.id}: {code} {body[:300]!r}{since}")
 
-    def install(self, device, manifest, img, http_, rng, poll_gen):
+    def install(self, device, manifest, img, http_, rng, polled):
         version = manifest["version"]
-        self.report(device, http_, "downloading", version, poll_gen)
+        self.report(device, http_, "downloading", version, polled)
         data = self.download(manifest, http_, rng)
         if data is None:
             return
@@ -840,16 +843,16 @@ class Soak:
             first = next((i for i in range(min(len(data), len(want))) if data[i] != want[i]), min(len(data), len(want)))
             self.stats.fail("downloads", f"{manifest['url']}: {len(data)} bytes with sha256 {digest}, expected "
                                          f"{size} bytes {sha}; first difference at byte {first}")
-            self.report(device, http_, "failed", version, poll_gen)
+            self.report(device, http_, "failed", version, polled)
             return
         self.stats.count("download byte-exact")
-        self.report(device, http_, "downloaded", version, poll_gen)
-        self.report(device, http_, "installing", version, poll_gen)
+        self.report(device, http_, "downloaded", version, polled)
+        self.report(device, http_, "installing", version, polled)
         if rng.random() < 0.05:
             self.stats.count("install rolled back by the device")  # next poll: implicit rollback
             return
         device.version, device.slot = version, manifest["slot"]
-        self.report(device, http_, "installed", version, poll_gen)
+        self.report(device, http_, "installed", version, polled)
 
     def download(self, manifest, http_, rng):
         """Returns the bytes, or None when given up (the run ends, or too many failures)."""
