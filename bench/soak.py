@@ -1172,6 +1172,7 @@ class Soak:
             self.stats.fail("crash", f"otad lifetime {self.daemon.gen} exited by itself with status "
                                      f"{self.daemon.proc.returncode}; see otad-{self.daemon.gen}.log")
         self.restart(crashed=self.daemon.proc.poll() is not None)
+        self.lifetimes[-1]["final"] = True
         http_ = self.admin_http()
         report = {}
         try:
@@ -1316,7 +1317,9 @@ def analyse(lifetimes, args, devices):
         else:
             warm = float(args.warmup_seconds)
         samples = [s for s in life["samples"] if warm is not None and s["t"] >= warm]
-        row = dict(gen=life["gen"], up=life["ended"] or 0, warm=warm, n=len(samples), judged=len(samples) >= 9)
+        final = life.get("final", False)
+        row = dict(gen=life["gen"], up=life["ended"] or 0, warm=warm, n=len(samples), final=final,
+                   judged=len(samples) >= 9 and not final)
         if row["judged"]:
             third = len(samples) // 3
             for metric in ("rss", "anon", "fds", "threads"):
@@ -1408,7 +1411,8 @@ def print_report(soak, report, elapsed):
     for r in rows:
         warm = "-" if r["warm"] is None else f"{r['warm']:.0f}"
         if not r["judged"]:
-            print(f"| {r['gen']} | {r['up']:.0f} | {warm} | {r['n']} | | | | | | | too short, not judged |")
+            why = "final checks, no load" if r["final"] else "too short, not judged"
+            print(f"| {r['gen']} | {r['up']:.0f} | {warm} | {r['n']} | | | | | | | {why} |")
             continue
         judged += 1
         rss, anon, fds, thr = r["rss"], r["anon"], r["fds"], r["threads"]
