@@ -45,7 +45,12 @@ struct ServerOptions {
     std::uint32_t max_connections = 20'000;             // accepted sockets at once
     std::uint32_t max_concurrent_downloads = 1'000;     // 503 + Retry-After past it
     std::uint32_t retry_after_s = 10;                   // base of the jittered Retry-After
-    bool install_signal_handlers = true;                // SIGTERM/SIGINT: graceful stop
+    bool install_signal_handlers = true;                // SIGTERM/SIGINT: graceful stop; SIGHUP: reload_tls()
+    // The plain-HTTP listener serves only routes marked RouteOptions::on_plain_listener
+    // (device routes); true serves every route there, operator tokens included, in clear.
+    bool plain_http_serves_all_routes = false;
+    // Strict-Transport-Security max-age (seconds) on every HTTPS answer; 0: no header.
+    std::uint32_t hsts_max_age_s = 31'536'000;
 };
 
 struct ListenerInfo {
