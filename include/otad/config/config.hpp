@@ -62,7 +62,7 @@ public:
 
 struct KeyInfo {
     std::string name;
-    std::string type;  // "string", "integer", "list", or "one of a|b"
+    std::string type;  // "string", "integer", "boolean", "list", or "one of a|b"
     std::string description;
 };
 // Every key, in documentation order.
