@@ -339,7 +339,8 @@ Response get_firmware(Request& request, Services& services) {
 void add_download_routes(Router& router, Services& services) {
     // HEAD falls back to these GET routes (Router); net counts GETs, not HEADs,
     // against max_concurrent_downloads.
-    const RouteOptions options{.runs_inline = true, .is_download = true};
+    // Devices without TLS fetch firmware on the plain listener too.
+    const RouteOptions options{.runs_inline = true, .is_download = true, .on_plain_listener = true};
     router.add(Method::get, "/api/v1/blobs/{sha256}",
                [&services](Request& request) { return guarded([&] { return get_blob(request, services); }); },
                options);

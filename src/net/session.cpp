@@ -47,6 +47,7 @@
 #include "otad/platform/send_file.hpp"
 #include "otad/util/logging.hpp"
 #include "otad/util/strings.hpp"
+#include "listener_policy.hpp"
 #include "server_core.hpp"
 #include "tls_socket_stream.hpp"
 
@@ -649,6 +650,9 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     }
     const api::Route& route = *match.route;
     request.params = std::move(match.params);
+    // Listener policy (listener_policy.hpp): before anything reads the body or runs the handler.
+    if (auto refusal = refuse_on_listener(route.options, is_tls, options))
+        co_return co_await respond(exchange, std::move(*refusal), keep_alive && !body_pending, body_pending);
 
     const std::uint64_t limit = route.options.max_body_bytes ? route.options.max_body_bytes : options.max_body_bytes;
     if (request.content_length && *request.content_length > limit) {
@@ -727,6 +731,7 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
                         {{"status", std::to_string(response.status)}, {"target", redact_target(exchange.target)}});
         response = api::problem(500, "internal-error", "internal error");
     }
+    add_listener_headers(response, is_tls, core_.options);  // HSTS on HTTPS (listener_policy.hpp)
 
     const unsigned status = response.status;
     const bool bodiless_status = status == 204 || status == 304;
