@@ -570,6 +570,7 @@ template <class Stream>
 void Session<Stream>::park(std::unique_ptr<Session> self) {
     Session& session = *self;
     session.buffer_.shrink_to_fit();
+    session.body_deadline_.reset();  // made again by the next body, if one comes
     session.idle_ = true;  // close_if_idle (drain, or the idle sweep past the deadline) cancels the wait
     // No timer while parked (one less pending operation per idle connection):
     // the server's idle sweep enforces idle_timeout from this deadline.
@@ -692,7 +693,8 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     if (has_transfer_encoding) {
         std::vector<std::string_view> codings;
         for (const auto& field : header)
-            if (field.name() == http::field::transfer_encoding) codings.emplace_back(field.value().data(), field.value().size());
+            if (field.name() == http::field::transfer_encoding)
+                codings.emplace_back(field.value().data(), field.value().size());
         const auto coding = classify_transfer_encoding(codings);
         if (coding == TransferCoding::unsupported)
             co_return co_await respond(exchange,
@@ -847,7 +849,7 @@ void Session<Stream>::arm_body_deadline(Clock::time_point at) {
     deadline.timer.expires_at(at);
     deadline.timer.async_wait([this, weak = std::weak_ptr<BodyDeadline>(body_deadline_), generation](error_code ec) {
         if (ec) return;
-        // Alive only while the session is: it owns the deadline, on this same thread.
+        // The session owns the deadline (on this same thread): if it is alive, so is `this`.
         auto alive = weak.lock();
         if (!alive || alive->generation != generation) return;
         alive->fired = true;

@@ -674,6 +674,25 @@ TEST_P(BothSchemes, StalledBufferedBodyIsAnswered408) {
     EXPECT_TRUE(c->closed_by_peer());
 }
 
+TEST_P(BothSchemes, BodyDeadlineWorksAgainAfterAnIdleKeepAlivePause) {
+    auto options = test_options();
+    options.body_timeout = 300ms;
+    start(options);
+    auto c = connect(GetParam());
+    auto r = roundtrip(*c, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    ASSERT_TRUE(r.ok);
+    EXPECT_EQ(r.status, 200u);
+    // Idle past the 100 ms after which a TLS session parks (and gives its body deadline back).
+    std::this_thread::sleep_for(200ms);
+    r = roundtrip(*c, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nagain");
+    ASSERT_TRUE(r.ok);
+    EXPECT_EQ(r.body, describe("again"));
+    std::this_thread::sleep_for(200ms);
+    r = roundtrip(*c, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab");
+    ASSERT_TRUE(r.ok);
+    EXPECT_EQ(r.status, 408u);
+}
+
 TEST_P(BothSchemes, TricklingBufferedBodyIsCutAtTheWholeBodyDeadline) {
     auto options = test_options();
     options.body_timeout = 400ms;
