@@ -13,6 +13,7 @@
 
 #include "otad/api/auth.hpp"
 #include "otad/api/device_auth.hpp"
+#include "otad/api/pre_body_auth.hpp"
 #include "otad/api/problem.hpp"
 #include "otad/api/routes.hpp"
 #include "otad/domain/blob_cache.hpp"
@@ -492,11 +493,16 @@ void add_device_routes(Router& router, Services& services) {
     // that must not be fetched in clear) is HTTPS only.
     router.add(Method::get, "/api/v1/update", bind(services, poll), {.on_plain_listener = true});
     router.add(Method::post, "/api/v1/devices/{id}/report", bind(services, report),
-               {.max_body_bytes = kReportBodyLimit, .on_plain_listener = true});
+               {.body = BodyPolicy::buffered,
+                .max_body_bytes = kReportBodyLimit,
+                .on_plain_listener = true,
+                .authorize = device_report_before_body(services)});
     router.add(Method::get, "/api/v1/devices", bind(services, list_devices));
     router.add(Method::get, "/api/v1/devices/{id}", bind(services, get_device));
     router.add(Method::post, "/api/v1/products/{product}/device-keys", bind(services, create_device_key),
-               {.max_body_bytes = kKeyBodyLimit});
+               {.body = BodyPolicy::buffered,
+                .max_body_bytes = kKeyBodyLimit,
+                .authorize = operator_before_body(services, Role::admin)});
     router.add(Method::get, "/api/v1/products/{product}/device-keys", bind(services, list_device_keys));
     router.add(Method::del, "/api/v1/products/{product}/device-keys/{name}", bind(services, revoke_device_key));
     router.add(Method::get, "/api/v1/keys", bind(services, public_keys));

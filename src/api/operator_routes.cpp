@@ -14,6 +14,7 @@
 
 #include "otad/api/auth.hpp"
 #include "otad/api/multipart.hpp"
+#include "otad/api/pre_body_auth.hpp"
 #include "otad/api/problem.hpp"
 #include "otad/api/routes.hpp"
 #include "otad/domain/catalogue.hpp"
@@ -353,7 +354,10 @@ Response upload_route(Request& request, Services& services, const Operator& op) 
 void add_operator_routes(Router& router, Services& services) {
     domain::Catalogue& catalogue = services.catalogue;
     const std::string base(kBase);
-    const RouteOptions json_body{.max_body_bytes = kJsonBodyLimit};
+    // JSON bodies are buffered; only an admin gets one read (both routes that take one are admin's).
+    const RouteOptions admin_json_body{.body = BodyPolicy::buffered,
+                                       .max_body_bytes = kJsonBodyLimit,
+                                       .authorize = operator_before_body(services, Role::admin)};
 
     // --- products
     router.add(Method::get, base + "/products", operator_route(services, Role::viewer, [&](Request&, const Operator&) {
@@ -378,7 +382,7 @@ void add_operator_routes(Router& router, Services& services) {
                                                r.param("product"), body["allow_project_mismatch"].get<bool>(),
                                                op.actor())));
                               }),
-               json_body);
+               admin_json_body);
 
     // --- releases
     router.add(Method::get, base + "/products/{product}/releases",
@@ -404,8 +408,9 @@ void add_operator_routes(Router& router, Services& services) {
     router.add(Method::post, base + "/products/{product}/releases/{version}/artifacts",
                operator_route(services, Role::uploader,
                               [&](Request& r, const Operator& op) { return upload_route(r, services, op); }),
-               RouteOptions{.stream_body = true,
-                            .max_body_bytes = services.config.max_artifact_bytes + kMultipartAllowance});
+               RouteOptions{.body = BodyPolicy::streamed,
+                            .max_body_bytes = services.config.max_artifact_bytes + kMultipartAllowance,
+                            .authorize = operator_before_body(services, Role::uploader)});
     router.add(Method::get, base + "/products/{product}/releases/{version}/artifacts/{id}",
                operator_route(services, Role::viewer, [&](Request& r, const Operator&) {
                    return json_response(200, to_json(catalogue.get_artifact(r.param("product"), r.param("version"),
@@ -448,7 +453,7 @@ void add_operator_routes(Router& router, Services& services) {
                                                                          body["version"].get<std::string>(),
                                                                          allow_rollback, op.actor())));
                               }),
-               json_body);
+               admin_json_body);
     router.add(Method::del, base + "/products/{product}/channels/{channel}",
                operator_route(services, Role::admin, [&](Request& r, const Operator& op) {
                    catalogue.delete_channel(r.param("product"), r.param("channel"), op.actor());

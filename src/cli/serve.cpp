@@ -139,6 +139,9 @@ int serve(const config::Config& cfg_in) {
     options.max_connections = descriptors.plan.max_connections;
     options.max_concurrent_downloads = static_cast<std::uint32_t>(d.config.max_concurrent_downloads);
     options.retry_after_s = static_cast<std::uint32_t>(d.config.retry_after_s);
+    options.max_concurrent_uploads = static_cast<std::uint32_t>(d.config.max_concurrent_uploads);
+    options.min_upload_rate = d.config.min_upload_rate_bytes_per_s;
+    options.max_buffered_body_bytes_total = d.config.max_buffered_body_bytes_total;
 
     // Shared by every connection: mapped blobs and download lookups (docs/downloads.md).
     domain::BlobCacheOptions cache_options;

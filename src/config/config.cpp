@@ -139,7 +139,8 @@ const std::vector<Binding>& bindings() {
         choice_key("log_format", "log line format", &Config::log_format, {"text", "json"}),
         int_key("handshake_timeout_ms", "TLS handshake deadline", &Config::handshake_timeout_ms, 100, kHourMs),
         int_key("header_timeout_ms", "deadline for a whole request header", &Config::header_timeout_ms, 100, kHourMs),
-        int_key("body_timeout_ms", "deadline for each read of a request body", &Config::body_timeout_ms, 100, kHourMs),
+        int_key("body_timeout_ms", "deadline for a whole API request body, and for each read of an upload",
+                &Config::body_timeout_ms, 100, kHourMs),
         int_key("send_timeout_ms", "deadline for each write of a response (a stalled device is dropped)",
                 &Config::send_timeout_ms, 100, kHourMs),
         int_key("idle_timeout_ms", "keep-alive connection idle deadline", &Config::idle_timeout_ms, 100, kHourMs),
@@ -172,6 +173,14 @@ const std::vector<Binding>& bindings() {
                 &Config::device_flush_interval_ms, 10, 600'000),
         int_key("rollback_after_s", "a device still on its old version this long after an offer counts as rolled back",
                 &Config::rollback_after_s, 1, 365 * kDay),
+        int_key("max_concurrent_uploads", "firmware uploads at once, each on a thread of its own; more get 503",
+                &Config::max_concurrent_uploads, 1, 256),
+        int_key("min_upload_rate_bytes_per_s",
+                "bytes per second an upload must average once past body_timeout_ms (408 below it); 0: off",
+                &Config::min_upload_rate_bytes_per_s, 0, 1ull << 30),
+        int_key("max_buffered_body_bytes_total",
+                "memory for API request bodies across all connections; past it 503 + Retry-After",
+                &Config::max_buffered_body_bytes_total, 64 * 1024, 1ull << 40),
     };
     return all;
 }

@@ -88,6 +88,16 @@ bool ServerCore::try_begin_download() {
 
 void ServerCore::end_download() noexcept { downloads_.fetch_sub(1); }
 
+bool ServerCore::try_begin_upload() {
+    auto current = uploads_.load();
+    do {
+        if (current >= options.max_concurrent_uploads) return false;
+    } while (!uploads_.compare_exchange_weak(current, current + 1));
+    return true;
+}
+
+void ServerCore::end_upload() noexcept { uploads_.fetch_sub(1); }
+
 std::uint32_t ServerCore::retry_after_seconds() {
     // Jitter spreads a fleet's retries instead of bringing it back all at once.
     thread_local std::mt19937 rng{std::random_device{}()};
@@ -173,10 +183,12 @@ struct Server::Impl {
           log(main_log ? std::move(main_log) : util::logger("otad")),
           io_threads(options.io_threads ? options.io_threads : std::max(1u, std::thread::hardware_concurrency())),
           ioc(1),
-          workers(std::max(1u, options.worker_threads)) {
+          workers(std::max(1u, options.worker_threads)),
+          uploads(std::max(1u, options.max_concurrent_uploads)) {
         // A peer resetting the connection during sendfile must give EPIPE, not end the process.
         platform::ignore_broken_pipe_signal();
-        core = std::make_unique<detail::ServerCore>(options, router, *access_log, *log, workers.get_executor());
+        core = std::make_unique<detail::ServerCore>(options, router, *access_log, *log, workers.get_executor(),
+                                                    uploads.get_executor());
         connection_contexts.push_back(&ioc);
         for (unsigned i = 1; i < io_threads; ++i) {
             extra_contexts.push_back(std::make_unique<asio::io_context>(1));
@@ -190,7 +202,9 @@ struct Server::Impl {
         // stop) must not call back into a half-destroyed server.
         core->mark_stopped();
         workers.stop();
+        uploads.stop();
         workers.join();
+        uploads.join();
     }
 
     std::vector<ListenerInfo> bind();
@@ -210,8 +224,8 @@ struct Server::Impl {
     std::shared_ptr<spdlog::logger> access_log;
     std::shared_ptr<spdlog::logger> log;
     unsigned io_threads;
-    // Destruction runs bottom-up: listeners and timers, the worker pool (joined
-    // in ~Impl; its queue may still own suspended sessions), the io_contexts
+    // Destruction runs bottom-up: listeners and timers, the worker and upload
+    // pools (joined in ~Impl; their queues may still own suspended sessions), the io_contexts
     // (destroying sessions still suspended in them), and only then the TLS
     // context and the core those sessions refer to.
     std::unique_ptr<detail::ServerCore> core;
@@ -232,6 +246,7 @@ struct Server::Impl {
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
     std::size_t next_context = 0;  // round robin; only touched by the accept loops on ioc
     asio::thread_pool workers;
+    asio::thread_pool uploads;  // streamed-body handlers (ServerCore::uploads)
     std::vector<std::unique_ptr<Listener>> listeners;
     std::vector<ListenerInfo> bound;
     std::optional<asio::signal_set> signals;
@@ -504,7 +519,9 @@ void Server::run() {
     // those still running on the pool finish before run() returns.
     impl.core->mark_stopped();
     impl.workers.stop();
+    impl.uploads.stop();
     impl.workers.join();
+    impl.uploads.join();
     util::log_event(*impl.log, spdlog::level::info, "shutdown complete",
                     {{"connections_cut", std::to_string(impl.core->connection_count())}});
 }

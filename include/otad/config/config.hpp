@@ -48,6 +48,9 @@ struct Config {
     std::string signing_algorithm = "es256";
     std::uint64_t device_flush_interval_ms = 1'000;
     std::uint64_t rollback_after_s = 3'600;
+    std::uint64_t max_concurrent_uploads = 8;
+    std::uint64_t min_upload_rate_bytes_per_s = 4 * 1024;
+    std::uint64_t max_buffered_body_bytes_total = 64ull * 1024 * 1024;
 
     std::filesystem::path database_path() const;
     std::filesystem::path tls_cert_path() const;

@@ -36,7 +36,10 @@ struct ServerOptions {
     unsigned worker_threads = 4;      // handlers that block (SQLite, fsync)
     std::chrono::milliseconds handshake_timeout{10'000};
     std::chrono::milliseconds header_timeout{10'000};   // whole request header (and a new connection's first byte)
-    std::chrono::milliseconds body_timeout{30'000};     // each body read
+    // A buffered body must arrive whole within body_timeout; a streamed one
+    // (upload) may wait this long for each read, and beyond it must average
+    // min_upload_rate (see streamed_read_deadline in request_framing.hpp).
+    std::chrono::milliseconds body_timeout{30'000};
     std::chrono::milliseconds send_timeout{30'000};     // response cut after this long without progress
     std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request's first byte
     std::chrono::milliseconds shutdown_timeout{10'000}; // in-flight grace on SIGTERM
@@ -44,6 +47,14 @@ struct ServerOptions {
     std::uint64_t max_body_bytes = 1024 * 1024;         // default per-route body limit
     std::uint32_t max_connections = 20'000;             // accepted sockets at once (otad serve: plan_descriptors)
     std::uint32_t max_concurrent_downloads = 1'000;     // 503 + Retry-After past it
+    // Streamed bodies (uploads) at once, each on a thread of the upload pool
+    // (never the worker pool); 503 + Retry-After past it.
+    std::uint32_t max_concurrent_uploads = 8;
+    std::uint64_t min_upload_rate = 4 * 1024;           // bytes/s an upload must average; 0: off
+    // Memory for buffered request bodies across all connections: a body's
+    // Content-Length (or, chunked, the route's limit) is reserved before it is
+    // read; 503 + Retry-After when the reservation does not fit.
+    std::uint64_t max_buffered_body_bytes_total = 64ull * 1024 * 1024;
     std::uint32_t retry_after_s = 10;                   // base of the jittered Retry-After
     bool install_signal_handlers = true;                // SIGTERM/SIGINT: graceful stop; SIGHUP: reload_tls()
     // The plain-HTTP listener serves only routes marked RouteOptions::on_plain_listener
