@@ -167,7 +167,7 @@ std::vector<SegmentSpec> esp32_default_segments(std::string_view chip, bool boot
 std::uint32_t arduino_crc(std::string_view bytes);
 
 // CRC-32 (zlib), bitwise, and the ESP8266 SDK's stored-CRC rule over it
-// (protocols.md section 1 step 6).
+// (ESP8266_NONOS_SDK tools/gen_appbin.py; esptool esp8266_crc32).
 std::uint32_t zlib_crc32(std::string_view bytes);
 std::uint32_t esp8266_stored_crc(std::string_view bytes);
 

@@ -5,7 +5,7 @@
 // (missing_slot_artifact deserves a warning: a release was published without the
 // build a device needs).
 //
-// Rules (protocols.md sections 1 and 2):
+// Rules (docs/device-api.md; sources in docs/esp-image-formats.md and docs/compat.md):
 //  * Layout 256+256 / 512+512 (NONOS): the target is the other slot (user1 <->
 //    user2). Only an artifact whose slot IS the target may be offered: the two
 //    builds are linked for different flash addresses and the wrong one bricks the
