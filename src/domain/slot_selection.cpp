@@ -138,6 +138,13 @@ UpdateDecision decide_update(const DeviceState& device, const ChannelRelease& re
         if (order == 0)
             return NoUpdate{NoUpdateReason::up_to_date, "device runs " + device.version + ", the channel offers " +
                                                             release.version};
+        // A device may report the app version its image carries instead of the
+        // release version it was uploaded as; the two need not order alike.
+        for (const CandidateArtifact& a : candidates)
+            if (a.chip == device.chip && !a.app_version.empty() && a.app_version == device.version)
+                return NoUpdate{NoUpdateReason::up_to_date,
+                                "device runs " + device.version + ", the app version in release " + release.version +
+                                    "'s image, which the channel offers"};
         if (order < 0 && !release.allow_rollback)
             return NoUpdate{NoUpdateReason::older_release, "device runs " + device.version +
                                                                ", newer than the channel's " + release.version +
