@@ -14,8 +14,12 @@ TEST(OpenFileLimit, ReportsWhatGetrlimitSays) {
     ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &expected), 0);
     auto limit = open_file_limit();
     ASSERT_TRUE(limit.has_value());
-    if (expected.rlim_cur != RLIM_INFINITY) EXPECT_EQ(limit->soft, expected.rlim_cur);
-    if (expected.rlim_max != RLIM_INFINITY) EXPECT_EQ(limit->hard, expected.rlim_max);
+    if (expected.rlim_cur != RLIM_INFINITY) {
+        EXPECT_EQ(limit->soft, expected.rlim_cur);
+    }
+    if (expected.rlim_max != RLIM_INFINITY) {
+        EXPECT_EQ(limit->hard, expected.rlim_max);
+    }
     EXPECT_LE(limit->soft, limit->hard);
 }
 
