@@ -137,7 +137,7 @@ struct ArduinoSpec {
 
 struct Esp8266V2Spec {
     int slot = 1;                         // 1 = user1, 2 = user2: app byte and link window
-    std::optional<std::uint8_t> app_byte; // raw byte 3 override (SDK 1.x writes the size byte)
+    std::optional<std::uint8_t> app_byte{};// raw byte 3 override (SDK 1.x writes the size byte)
     std::uint8_t flash_map = 2;           // SPI_SIZE_MAP (2 = 1 MB 512+512)
     std::uint8_t flash_mode = 0;
     std::uint8_t clk_div = 0;

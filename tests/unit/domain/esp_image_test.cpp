@@ -265,8 +265,9 @@ TEST(EspImageEsp32, EveryBrokenVariantGivesItsCode) {
     for (const auto& c : cases) {
         const std::string image = testing::build_esp32_image(spec, c.broken);
         EXPECT_EQ(error_code(inspect_bytes(image, Chip::esp32c3)), c.code) << testing::to_string(c.broken);
-        if (c.broken != Break::wrong_chip_id)  // generic accepts any chip
+        if (c.broken != Break::wrong_chip_id) {  // generic accepts any chip
             EXPECT_EQ(error_code(inspect_bytes(image, Chip::generic)), c.code) << testing::to_string(c.broken);
+        }
     }
 }
 
