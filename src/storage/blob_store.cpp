@@ -17,7 +17,10 @@ namespace fs = std::filesystem;
 namespace otad::storage {
 namespace {
 
-[[noreturn]] void throw_io(const std::system_error& e) { throw StorageError(StorageErrorKind::io, e.what()); }
+// A full file system is its own kind: the api answers it 507, not 500.
+[[noreturn]] void throw_io(const std::system_error& e) {
+    throw StorageError(is_no_space(e.code()) ? StorageErrorKind::no_space : StorageErrorKind::io, e.what());
+}
 
 std::optional<std::int64_t> file_age_seconds(const fs::path& path) {
     std::error_code ec;
@@ -143,6 +146,23 @@ BlobWriter BlobStore::open_writer(std::uint64_t max_bytes) {
     } catch (const std::system_error& e) {
         throw_io(e);
     }
+}
+
+void BlobStore::probe_write() {
+    const fs::path probe = temp_dir_ / ("probe-" + util::to_hex(util::random_bytes(8)));
+    try {
+        auto file = platform::WritableFile::create_exclusive(probe, true);
+        file.write("otad readiness probe\n");
+        file.sync();
+        file.close();
+    } catch (const std::system_error& e) {
+        std::error_code ignored;
+        fs::remove(probe, ignored);
+        throw_io(e);
+    }
+    std::error_code ec;
+    fs::remove(probe, ec);
+    if (ec) throw StorageError(StorageErrorKind::io, "cannot remove " + probe.string() + ": " + ec.message());
 }
 
 bool BlobStore::exists(std::string_view sha256) const {

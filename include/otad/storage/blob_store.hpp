@@ -9,6 +9,9 @@
 //   2. only then insert the blobs row and the artifact rows, in one transaction.
 // A crash can leave an orphan file or a blob row without artifacts (collected by
 // collect_orphan_blobs at start-up), never a row without its bytes.
+//
+// Errors: StorageError(no_space) when the file system is full (ENOSPC, EDQUOT),
+// StorageError(io) for any other file-system failure; either way nothing was stored.
 
 #include <chrono>
 #include <cstdint>
@@ -46,7 +49,8 @@ public:
     ~BlobWriter();
 
     // Appends bytes. Throws BlobTooLarge (and drops the temp file) when the total
-    // would exceed the limit; StorageError(io) on a write failure.
+    // would exceed the limit; StorageError(no_space) on a full file system, (io) on
+    // another write failure. Either way the temp file is gone.
     void write(std::string_view bytes);
     std::uint64_t bytes_written() const noexcept { return size_; }
 
@@ -86,6 +90,11 @@ public:
     // request can never name a path outside the store.
     std::filesystem::path path_for(std::string_view sha256) const;
     static bool is_valid_sha256(std::string_view sha256) noexcept;
+
+    // Readiness probe: creates, writes, fsyncs and removes a small file in the temp
+    // directory, so a full or read-only file system shows. Throws StorageError
+    // (no_space or io) when it cannot. Thread-safe.
+    void probe_write();
 
     bool exists(std::string_view sha256) const;
     // Deletes the file; false if it was not there. Does not touch the database.

@@ -1,6 +1,7 @@
 #include "otad/storage/blob_store.hpp"
 
 #include <cctype>
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 
@@ -232,3 +233,19 @@ TEST(AtomicWriteTest, SmallFilesAreReplacedWhole) {
 }
 
 }  // namespace
+
+TEST_F(BlobStoreTest, ProbeWriteLeavesNothingBehind) {
+    store->probe_write();
+    store->probe_write();
+    EXPECT_EQ(entries_in(store->temp_dir()), 0u);
+    EXPECT_EQ(blob_files(*store), 0u);
+}
+
+TEST(StorageErrorTest, OutOfSpaceErrorsAreRecognised) {
+    EXPECT_TRUE(is_no_space(std::error_code(ENOSPC, std::generic_category())));
+    EXPECT_TRUE(is_no_space(std::error_code(ENOSPC, std::system_category())));
+    EXPECT_TRUE(is_no_space(std::error_code(EDQUOT, std::generic_category())));
+    EXPECT_FALSE(is_no_space(std::error_code(EIO, std::generic_category())));
+    EXPECT_FALSE(is_no_space(std::error_code(EACCES, std::system_category())));
+    EXPECT_EQ(to_string(StorageErrorKind::no_space), "no_space");
+}
