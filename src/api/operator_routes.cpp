@@ -65,6 +65,10 @@ Response guarded(Fn&& fn) {
     } catch (const MultipartError& e) {
         return problem(400, "malformed-multipart", e.what());
     } catch (const storage::StorageError& e) {
+        if (e.kind() == storage::StorageErrorKind::no_space)
+            return problem(507, "insufficient-storage",
+                           "the server's disk is full; nothing was stored (free space on the data directory and "
+                           "retry)");
         if (e.kind() != storage::StorageErrorKind::busy) throw;
         Response r = problem(503, "busy", "the database is busy; retry shortly");
         r.headers.set("Retry-After", "1");
