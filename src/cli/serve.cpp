@@ -107,6 +107,9 @@ int serve(const config::Config& cfg_in) {
     // Device API: signing keys, device keys, batched registry, poll decisions (docs/device-api.md).
     DeviceServices device(*d.database, url_signer, d.config);
     device.attach(services);
+    // Orphans left by a crash go once they are an hour old, not at the next start-up.
+    storage::OrphanBlobCollector orphan_collector(
+        *d.database, *d.blobs, std::chrono::seconds(d.config.orphan_collect_interval_s));
     api::Router router = api::build_router(services);
     net::Server server(options, router, util::logger("access"), util::logger("net"));
     auto bound = server.bind();
@@ -118,7 +121,8 @@ int serve(const config::Config& cfg_in) {
                      {"schema_version", std::to_string(d.schema_now)},
                      {"migrated_from", std::to_string(d.schema_before)},
                      {"temp_files_removed", std::to_string(stale_temps)},
-                     {"orphan_blobs_removed", std::to_string(orphans)}});
+                     {"orphan_blobs_removed", std::to_string(orphans)},
+                     {"orphan_collect_interval_s", std::to_string(d.config.orphan_collect_interval_s)}});
     for (const auto& l : bound) {
         std::string host = l.bound.host.find(':') != std::string::npos ? "[" + l.bound.host + "]" : l.bound.host;
         std::string address = host + ":" + std::to_string(l.bound.port);
@@ -126,7 +130,9 @@ int serve(const config::Config& cfg_in) {
                         {{"scheme", l.scheme}, {"address", address}, {"url", l.scheme + "://" + address + "/"}});
     }
     device.start();
+    orphan_collector.start();
     server.run();
+    orphan_collector.stop();
     device.stop();  // the last batch of device sightings
     util::log_event(*log, spdlog::level::info, "otad stopped", {});
     return 0;

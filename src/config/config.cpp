@@ -149,6 +149,9 @@ const std::vector<Binding>& bindings() {
                 &Config::device_flush_interval_ms, 10, 600'000),
         int_key("rollback_after_s", "a device still on its old version this long after an offer counts as rolled back",
                 &Config::rollback_after_s, 1, 365 * kDay),
+        int_key("orphan_collect_interval_s",
+                "how often blobs no artifact uses (left by a crash) are removed while serving; 0: only at start-up",
+                &Config::orphan_collect_interval_s, 0, 30 * kDay),
     };
     return all;
 }

@@ -259,4 +259,28 @@ std::size_t collect_orphan_blobs(Database& database, BlobStore& store, std::chro
     return files_deleted;
 }
 
+// --- periodic collection --------------------------------------------------
+
+OrphanBlobCollector::OrphanBlobCollector(Database& database, BlobStore& store, std::chrono::milliseconds period,
+                                         std::chrono::seconds grace)
+    : database_(database), store_(store), grace_(grace), task_("orphan blob collection", period, [this] { run_once(); }) {}
+
+OrphanBlobCollector::~OrphanBlobCollector() { stop(); }
+
+void OrphanBlobCollector::start() { task_.start(); }
+void OrphanBlobCollector::stop() noexcept { task_.stop(); }
+
+std::optional<std::size_t> OrphanBlobCollector::run_once() noexcept {
+    std::optional<std::size_t> removed;
+    try {
+        removed = collect_orphan_blobs(database_, store_, grace_);
+    } catch (const std::exception& e) {
+        // A busy database or a full disk: the next period tries again.
+        util::log_event(*util::logger("storage"), spdlog::level::warn, "orphan_blob_collection_failed",
+                        {{"error", e.what()}});
+    }
+    runs_.fetch_add(1, std::memory_order_relaxed);
+    return removed;
+}
+
 }  // namespace otad::storage

@@ -46,6 +46,7 @@ struct Config {
     std::string signing_algorithm = "es256";
     std::uint64_t device_flush_interval_ms = 1'000;
     std::uint64_t rollback_after_s = 3'600;
+    std::uint64_t orphan_collect_interval_s = 3'600;  // 0: only at start-up
 
     std::filesystem::path database_path() const;
     std::filesystem::path tls_cert_path() const;
