@@ -93,13 +93,15 @@ std::string query_or(const Request& request, std::string_view name, std::string_
 }
 
 // Device access, remembered by the blob cache briefly (NONOS sends HEAD then GET).
-// Returns the access-log principal: "key:<name>" or "" for an open product.
-std::string require_access(const Request& request, Services& services, std::int64_t product_id) {
+// Returns the access-log principal: "key:<name>" or "" for an open product. `who`
+// names the device in the access log when it is refused.
+std::string require_access(const Request& request, Services& services, std::int64_t product_id,
+                           std::string_view who = {}) {
     std::string_view key = presented_device_key(request);
     const std::string digest = key.empty() ? std::string() : util::sha256_hex(key);
     auto grant = services.blob_cache.recall_access(product_id, digest);
     if (!grant) {
-        grant = require_device_access(request, services, product_id);
+        grant = require_device_access(request, services, product_id, who);
         services.blob_cache.remember_access(product_id, digest, *grant);
     }
     return *grant ? "key:" + **grant : std::string();
@@ -243,7 +245,8 @@ Response arduino_check(Request& request, Services& services) {
         storage::CatalogueRepository repo(c);
         return find_product_or_404(repo, request.param("product"));
     });
-    const std::string key_principal = require_access(request, services, product.id);
+    const std::string device_principal = device.device_id.empty() ? std::string() : "device:" + device.device_id;
+    const std::string key_principal = require_access(request, services, product.id, device_principal);
     const ReleaseView view = services.database.read([&](storage::Connection& c) {
         storage::CatalogueRepository repo(c);
         return channel_release_or_404(repo, product, channel);
@@ -255,7 +258,7 @@ Response arduino_check(Request& request, Services& services) {
                                   : (chip_query ? std::string(domain::to_string(*chip_query)) : std::string());
     if (auto* serve = std::get_if<domain::ArduinoServe>(&decision); serve && serve->chip != domain::Chip::generic)
         device_chip = std::string(domain::to_string(serve->chip));
-    const std::string principal = !device.device_id.empty() ? device.device_id : key_principal;
+    const std::string principal = !device_principal.empty() ? device_principal : key_principal;
 
     Response response;
     std::optional<std::string> offered;

@@ -194,7 +194,7 @@ Response poll(Request& request, Services& services) {
     auto product_id = updates.product_id(poll_request.product);
     if (!product_id) return problem(404, "product-not-found", "no product named '" + poll_request.product + "'");
     poll_request.product_id = *product_id;
-    require_device_access(request, services, *product_id);
+    require_device_access(request, services, *product_id, "device:" + poll_request.device_id);
 
     domain::PollOutcome outcome;
     try {
@@ -262,11 +262,11 @@ Response report(Request& request, Services& services) {
     auto& registry = *services.device_registry;
     auto product_id = registry.product_of(device_id);
     if (!product_id) {
-        require_right_to_learn_unknown_device(request, services);  // no probing of device ids without a key
+        require_right_to_learn_unknown_device(request, services, "device:" + device_id);  // no probing without a key
         return problem(404, "device-not-found",
                        "no device '" + device_id + "' (a device is known from its first poll)");
     }
-    require_device_access(request, services, *product_id);
+    require_device_access(request, services, *product_id, "device:" + device_id);
     if (!registry.report({device_id, *status, version, detail, 0}))
         return problem(404, "device-not-found", "no device '" + device_id + "'");
     Response response;
@@ -426,7 +426,7 @@ Response create_device_key(Request& request, Services& services) {
         out["key"] = created.secret;
         Response r = json_response(201, out);
         r.headers.set("Cache-Control", "no-store");
-        r.principal = op.token_name;
+        r.principal = op.actor();
         return r;
     } catch (const domain::DeviceKeyError& e) {
         return device_key_error(e);
@@ -454,7 +454,7 @@ Response revoke_device_key(Request& request, Services& services) {
     services.blob_cache.invalidate_product(product.id);
     Response r;
     r.status = 204;
-    r.principal = op.token_name;
+    r.principal = op.actor();
     return r;
 }
 

@@ -81,8 +81,13 @@ template <class Fn>
 Handler operator_route(Services& services, Role role, Fn fn) {
     return [&services, role, fn](Request& request) -> Response {
         Operator op = require_operator(request, services, role);
-        Response response = guarded([&] { return fn(request, op); });
-        response.principal = op.token_name;
+        Response response;
+        try {
+            response = guarded([&] { return fn(request, op); });
+        } catch (const ProblemError& e) {
+            response = e.to_response();  // refused or invalid: still attributed
+        }
+        response.principal = op.actor();
         return response;
     };
 }

@@ -1,11 +1,13 @@
 #include "serve.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
 #include "otad/api/routes.hpp"
 #include "otad/domain/blob_cache.hpp"
 #include "otad/domain/catalogue.hpp"
+#include "otad/domain/token_usage.hpp"
 #include "device_services.hpp"
 #include "otad/domain/url_signer.hpp"
 #include "otad/net/server.hpp"
@@ -107,6 +109,10 @@ int serve(const config::Config& cfg_in) {
     // Device API: signing keys, device keys, batched registry, poll decisions (docs/device-api.md).
     DeviceServices device(*d.database, url_signer, d.config);
     device.attach(services);
+    // Operator tokens' "last used", written in batches like device last-seen.
+    domain::TokenUsage token_usage(*d.database,
+                                   std::chrono::milliseconds(std::max<std::uint64_t>(d.config.device_flush_interval_ms, 1)));
+    services.token_usage = &token_usage;
     // Orphans left by a crash go once they are an hour old, not at the next start-up.
     storage::OrphanBlobCollector orphan_collector(
         *d.database, *d.blobs, std::chrono::seconds(d.config.orphan_collect_interval_s));
@@ -130,9 +136,11 @@ int serve(const config::Config& cfg_in) {
                         {{"scheme", l.scheme}, {"address", address}, {"url", l.scheme + "://" + address + "/"}});
     }
     device.start();
+    token_usage.start();
     orphan_collector.start();
     server.run();
     orphan_collector.stop();
+    token_usage.stop();
     device.stop();  // the last batch of device sightings
     util::log_event(*log, spdlog::level::info, "otad stopped", {});
     return 0;

@@ -145,7 +145,7 @@ const std::vector<Binding>& bindings() {
                 &Config::url_window_s, 1, 30 * kDay),
         choice_key("signing_algorithm", "algorithm of newly created manifest signing keys", &Config::signing_algorithm,
                    {"es256", "ed25519"}),
-        int_key("device_flush_interval_ms", "device last-seen updates are written in one batch this often",
+        int_key("device_flush_interval_ms", "device last-seen and token last-used updates are written in one batch this often",
                 &Config::device_flush_interval_ms, 10, 600'000),
         int_key("rollback_after_s", "a device still on its old version this long after an offer counts as rolled back",
                 &Config::rollback_after_s, 1, 365 * kDay),
