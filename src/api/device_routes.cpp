@@ -403,6 +403,7 @@ json device_key_json(const domain::DeviceKeyInfo& k) {
 Response device_key_error(const domain::DeviceKeyError& e) {
     switch (e.kind()) {
         case domain::DeviceKeyError::Kind::invalid: return problem(400, "invalid-body", e.what());
+        case domain::DeviceKeyError::Kind::weak_secret: return problem(422, "weak-device-key", e.what());
         case domain::DeviceKeyError::Kind::conflict: return problem(409, "conflict", e.what());
         case domain::DeviceKeyError::Kind::not_found: return problem(404, "device-key-not-found", e.what());
     }
