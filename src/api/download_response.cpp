@@ -27,7 +27,7 @@ void add_validators(Response& response, const Representation& rep) {
 // escaping '"' and '\'; other bytes become '_'. A name with such bytes also gets
 // `filename*=UTF-8''<percent-encoded>`, unless that would make the header long:
 // hand-written device parsers look for Content-Length within the first ~1 KB of
-// the response, and net writes Content-Length last.
+// the response (docs/protocols.md#rule-content-length), and net writes Content-Length last.
 std::string content_disposition(std::string_view filename) {
     std::string value = "attachment; filename=\"";
     bool plain = true;

@@ -1,6 +1,6 @@
 #pragma once
 // Private to src/net: the state the listeners (server.cpp) and the connection
-// sessions (session.cpp) share. Asio only; Beast stays in session.cpp.
+// sessions (session.cpp) share. Asio only, no Beast header: server.cpp includes it.
 
 #include <atomic>
 #include <chrono>
@@ -105,10 +105,6 @@ private:
     std::function<void()> on_drained_;
 };
 
-// Serves one accepted connection to its end: TLS handshake when `tls` is set,
-// then requests until the peer or a limit closes it. Runs on the socket's
-// executor, which must never run two handlers at once (a single-threaded
-// io_context, as Server gives each connection).
 // Completion handler for a connection's coroutine (co_spawn): an exception that
 // escapes it ends that connection only, and is logged as connection_failed.
 inline auto log_connection_failure(spdlog::logger& log) {
@@ -122,6 +118,10 @@ inline auto log_connection_failure(spdlog::logger& log) {
     };
 }
 
+// Serves one accepted connection to its end: TLS handshake when `tls` is set,
+// then requests until the peer or a limit closes it. Runs on the socket's
+// executor, which must never run two handlers at once (a single-threaded
+// io_context, as Server gives each connection).
 // The socket is bound to its I/O thread's io_context (concrete executor type).
 using ConnectionSocket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
 asio::awaitable<void> serve_connection(ConnectionSocket socket, ServerCore& core, asio::ssl::context* tls);

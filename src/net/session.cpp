@@ -1,5 +1,6 @@
 // HTTP/1.1 sessions: one coroutine per connection, one templated code path for
-// TLS and plain TCP. With asio_beast_impl.cpp, the only file that includes Beast.
+// TLS and plain TCP. The server's only user of Beast's HTTP parser (the other user
+// is http_client.cpp, the command-line client); asio_beast_impl.cpp compiles Beast once.
 //
 // A request's way: wait for its first byte (idle deadline) -> header (one
 // deadline, size limit) -> route -> limits and admission -> body (buffered, or
@@ -46,6 +47,7 @@
 #include "otad/platform/send_file.hpp"
 #include "otad/util/logging.hpp"
 #include "otad/util/strings.hpp"
+#include "listener_policy.hpp"
 #include "server_core.hpp"
 #include "tls_socket_stream.hpp"
 
@@ -648,6 +650,9 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     }
     const api::Route& route = *match.route;
     request.params = std::move(match.params);
+    // Listener policy (listener_policy.hpp): before anything reads the body or runs the handler.
+    if (auto refusal = refuse_on_listener(route.options, is_tls, options))
+        co_return co_await respond(exchange, std::move(*refusal), keep_alive && !body_pending, body_pending);
 
     const std::uint64_t limit = route.options.max_body_bytes ? route.options.max_body_bytes : options.max_body_bytes;
     if (request.content_length && *request.content_length > limit) {
@@ -726,6 +731,7 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
                         {{"status", std::to_string(response.status)}, {"target", redact_target(exchange.target)}});
         response = api::problem(500, "internal-error", "internal error");
     }
+    add_listener_headers(response, is_tls, core_.options);  // HSTS on HTTPS (listener_policy.hpp)
 
     const unsigned status = response.status;
     const bool bodiless_status = status == 204 || status == 304;

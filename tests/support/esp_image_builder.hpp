@@ -116,7 +116,7 @@ std::string build_esp8266_classic_image(const Esp8266ClassicSpec& spec, Break br
 std::string build_esp8266_v2_image(const Esp8266V2Spec& spec, Break broken = Break::none);
 
 // CRC-32 (zlib), bitwise, and the ESP8266 SDK's stored-CRC rule over it
-// (protocols.md section 1 step 6).
+// (docs/protocols.md#nonos-v2-crc).
 std::uint32_t zlib_crc32(std::string_view bytes);
 std::uint32_t esp8266_stored_crc(std::string_view bytes);
 

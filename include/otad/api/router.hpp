@@ -23,6 +23,12 @@ struct RouteOptions {
     std::uint64_t max_body_bytes = 0;
     // Counts against the server's cap on concurrent downloads (503 past it).
     bool is_download = false;
+    // Served on the plain-HTTP listener too: device routes (polls, reports,
+    // firmware downloads, the Arduino and NONOS front-ends) and the liveness
+    // probe. Every other route is HTTPS only: on the plain listener net answers
+    // 403 https-required without running the handler or reading the body (unless
+    // the server is configured to serve every route there).
+    bool on_plain_listener = false;
 };
 
 struct Route {

@@ -5,7 +5,7 @@
 // (missing_slot_artifact deserves a warning: a release was published without the
 // build a device needs).
 //
-// Rules (protocols.md sections 1 and 2):
+// Rules (docs/protocols.md#nonos-slots and docs/protocols.md#idf-next-slot):
 //  * Layout 256+256 / 512+512 (NONOS): the target is the other slot (user1 <->
 //    user2). Only an artifact whose slot IS the target may be offered: the two
 //    builds are linked for different flash addresses and the wrong one bricks the
