@@ -46,6 +46,24 @@ BlobInfo store_bytes(BlobStore& store, std::string_view bytes) {
     return writer.commit();
 }
 
+// The rows an upload writes after committing its blob: product app, release
+// 1.0.0, the blob row and an artifact using it.
+void record_artifact(Database& db, const BlobInfo& blob) {
+    db.write([&](Connection& c) {
+        CatalogueRepository catalogue(c);
+        auto release = catalogue.create_release(catalogue.create_product("app").id, "1.0.0");
+        catalogue.insert_blob(blob.sha256, blob.size);
+        NewArtifact artifact;
+        artifact.release_id = release.id;
+        artifact.chip = "esp32";
+        artifact.filename = "app.bin";
+        artifact.sha256 = blob.sha256;
+        artifact.md5 = blob.md5;
+        artifact.size = blob.size;
+        catalogue.insert_artifact(artifact);
+    });
+}
+
 class BlobStoreTest : public otad::storage::testing::MigratedDatabaseTest {
 protected:
     void SetUp() override {
@@ -182,21 +200,8 @@ TEST_F(BlobStoreTest, OrphanCollectionKeepsReferencedAndFreshBlobs) {
     BlobInfo referenced = store_bytes(*store, "referenced image");
     BlobInfo orphan_row = store_bytes(*store, "row without artifacts");
     BlobInfo orphan_file = store_bytes(*store, "file without row");
-    db->write([&](Connection& c) {
-        CatalogueRepository catalogue(c);
-        auto product = catalogue.create_product("app");
-        auto release = catalogue.create_release(product.id, "1.0.0");
-        catalogue.insert_blob(referenced.sha256, referenced.size);
-        catalogue.insert_blob(orphan_row.sha256, orphan_row.size);
-        NewArtifact artifact;
-        artifact.release_id = release.id;
-        artifact.chip = "esp32";
-        artifact.filename = "app.bin";
-        artifact.sha256 = referenced.sha256;
-        artifact.md5 = referenced.md5;
-        artifact.size = referenced.size;
-        catalogue.insert_artifact(artifact);
-    });
+    record_artifact(*db, referenced);
+    db->write([&](Connection& c) { CatalogueRepository(c).insert_blob(orphan_row.sha256, orphan_row.size); });
 
     // Everything is younger than an hour: nothing goes.
     EXPECT_EQ(collect_orphan_blobs(*db, *store, std::chrono::hours(1)), 0u);
@@ -261,19 +266,7 @@ TEST_F(BlobStoreTest, PeriodicCollectorRemovesOldOrphansWhileUploadsInProgressAr
     // upload in progress), and an upload still receiving its bytes (a temp file).
     BlobInfo old_orphan = store_bytes(*store, "left behind by a crash");
     BlobInfo referenced = store_bytes(*store, "a released image");
-    db->write([&](Connection& c) {
-        CatalogueRepository catalogue(c);
-        auto release = catalogue.create_release(catalogue.create_product("app").id, "1.0.0");
-        catalogue.insert_blob(referenced.sha256, referenced.size);
-        NewArtifact artifact;
-        artifact.release_id = release.id;
-        artifact.chip = "esp32";
-        artifact.filename = "app.bin";
-        artifact.sha256 = referenced.sha256;
-        artifact.md5 = referenced.md5;
-        artifact.size = referenced.size;
-        catalogue.insert_artifact(artifact);
-    });
+    record_artifact(*db, referenced);
     age(*store, old_orphan.sha256, std::chrono::hours(2));
     age(*store, referenced.sha256, std::chrono::hours(2));
     BlobInfo committed_not_recorded = store_bytes(*store, "committed, rows not yet written");
