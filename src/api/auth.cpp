@@ -1,6 +1,7 @@
 #include "otad/api/auth.hpp"
 
 #include "otad/api/problem.hpp"
+#include "otad/domain/token_usage.hpp"
 #include "otad/storage/database.hpp"
 #include "otad/storage/token_repository.hpp"
 #include "otad/util/strings.hpp"
@@ -45,11 +46,14 @@ Operator require_operator(const Request& request, Services& services, Role minim
         return tokens.find_by_secret(secret);
     });
     if (!record) throw ProblemError(401, "unauthorized", "the token is unknown or revoked");
+    // A refused call is a use too: the token was presented and is valid.
+    if (services.token_usage != nullptr) services.token_usage->record(record->id);
     Operator op{record->name, from_storage(record->role)};
     if (static_cast<int>(op.role) < static_cast<int>(minimum))
         throw ProblemError(403, "forbidden",
                            "token '" + op.token_name + "' has role " + std::string(to_string(op.role)) +
-                               "; this route needs " + std::string(to_string(minimum)));
+                               "; this route needs " + std::string(to_string(minimum)))
+            .with_principal(op.actor());
     return op;
 }
 

@@ -9,7 +9,10 @@
 //
 // Handlers parse and authenticate here; the decisions (which artifact, 304 or
 // 403) are domain/compat. Images go out as FileSlices of the BlobCache's mapped
-// blob with an exact Content-Length (net never chunks or compresses).
+// blob with an exact Content-Length (net never chunks or compresses). NONOS
+// images are answered by api::download_response, like every download route
+// (Range, If-Range, validators, 304/412/416); the Arduino updater's 304 means
+// "no update", so its answer stays its own.
 
 #include <algorithm>
 #include <optional>
@@ -20,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "otad/api/device_auth.hpp"
+#include "otad/api/download_response.hpp"
 #include "otad/api/problem.hpp"
 #include "otad/api/routes.hpp"
 #include "otad/domain/blob_cache.hpp"
@@ -93,13 +97,15 @@ std::string query_or(const Request& request, std::string_view name, std::string_
 }
 
 // Device access, remembered by the blob cache briefly (NONOS sends HEAD then GET).
-// Returns the access-log principal: "key:<name>" or "" for an open product.
-std::string require_access(const Request& request, Services& services, std::int64_t product_id) {
+// Returns the access-log principal: "key:<name>" or "" for an open product. `who`
+// names the device in the access log when it is refused.
+std::string require_access(const Request& request, Services& services, std::int64_t product_id,
+                           std::string_view who = {}) {
     std::string_view key = presented_device_key(request);
     const std::string digest = key.empty() ? std::string() : util::sha256_hex(key);
     auto grant = services.blob_cache.recall_access(product_id, digest);
     if (!grant) {
-        grant = require_device_access(request, services, product_id);
+        grant = require_device_access(request, services, product_id, who);
         services.blob_cache.remember_access(product_id, digest, *grant);
     }
     return *grant ? "key:" + **grant : std::string();
@@ -243,7 +249,8 @@ Response arduino_check(Request& request, Services& services) {
         storage::CatalogueRepository repo(c);
         return find_product_or_404(repo, request.param("product"));
     });
-    const std::string key_principal = require_access(request, services, product.id);
+    const std::string device_principal = device.device_id.empty() ? std::string() : "device:" + device.device_id;
+    const std::string key_principal = require_access(request, services, product.id, device_principal);
     const ReleaseView view = services.database.read([&](storage::Connection& c) {
         storage::CatalogueRepository repo(c);
         return channel_release_or_404(repo, product, channel);
@@ -255,7 +262,7 @@ Response arduino_check(Request& request, Services& services) {
                                   : (chip_query ? std::string(domain::to_string(*chip_query)) : std::string());
     if (auto* serve = std::get_if<domain::ArduinoServe>(&decision); serve && serve->chip != domain::Chip::generic)
         device_chip = std::string(domain::to_string(serve->chip));
-    const std::string principal = !device.device_id.empty() ? device.device_id : key_principal;
+    const std::string principal = !device_principal.empty() ? device_principal : key_principal;
 
     Response response;
     std::optional<std::string> offered;
@@ -378,14 +385,28 @@ Response nonos_download(const Request& request, Services& services, const storag
     const auto& serve = std::get<domain::NonosServe>(decision);
     auto artifact = std::find_if(view.artifacts.begin(), view.artifacts.end(),
                                  [&](const storage::Artifact& a) { return a.id == serve.artifact_id; });
-    // The name the device asked for, like Espressif's server did.
     mark_offered(services, product.name, view.release, artifact->id, "nonos", principal);
-    Response response = image_response(services, *artifact, file->slot + ".bin");
+    auto blob = services.blob_cache.blob(artifact->sha256);
+    if (!blob) throw std::runtime_error("artifact " + std::to_string(artifact->id) + " names blob " +
+                                        artifact->sha256 + ", which has no row");
+    // Range, If-Range and the conditional headers as on every download route, so a
+    // cut transfer resumes (curl -C -, wget -c). The URL names a channel or version,
+    // not bytes: caches revalidate every time (the ETag makes that a 304).
+    const std::string download_name = file->slot + ".bin";  // the name asked for, as Espressif's server did
+    const std::string last_modified = util::http_date(artifact->created_at);
+    Representation rep;
+    rep.blob = blob.get();
+    rep.filename = download_name;
+    rep.last_modified = last_modified;
+    rep.last_modified_unix = artifact->created_at;
+    rep.cache_control = principal.empty() ? "public, no-cache" : "private, no-cache";
+    Response response = download_response(request, rep);
     if (request.method != Method::head)
         util::log_event(compat_log(), spdlog::level::info, "nonos_download",
                         {{"product", product.name}, {"version", view.release.version},
                          {"file", std::string(filename)}, {"layout", std::string(domain::to_string(serve.layout))},
-                         {"artifact", std::to_string(artifact->id)}, {"principal", principal}});
+                         {"artifact", std::to_string(artifact->id)}, {"status", std::to_string(response.status)},
+                         {"principal", principal}});
     response.principal = std::move(principal);
     return response;
 }

@@ -9,11 +9,12 @@
 namespace otad::api {
 namespace {
 
-[[noreturn]] void refuse(std::string_view presented) {
+[[noreturn]] void refuse(std::string_view presented, std::string_view who) {
     throw ProblemError(401, "device-key-required",
                        presented.empty() ? "this product requires a device key (Authorization: Bearer KEY, "
                                            "Authorization: token KEY, or ?key=KEY)"
-                                         : "the device key is unknown, revoked, or not for this product");
+                                         : "the device key is unknown, revoked, or not for this product")
+        .with_principal(std::string(who));
 }
 
 }  // namespace
@@ -26,7 +27,7 @@ std::string_view presented_device_key(const Request& request) {
 }
 
 std::optional<std::string> require_device_access(const Request& request, Services& services,
-                                                 std::int64_t product_id) {
+                                                 std::int64_t product_id, std::string_view who) {
     std::string_view key = presented_device_key(request);
     // The served path: answered from DeviceKeys' memory (see device_keys.hpp).
     if (services.device_keys != nullptr) {
@@ -34,7 +35,7 @@ std::optional<std::string> require_device_access(const Request& request, Service
         switch (decision.access) {
             case domain::DeviceAccess::open: return std::nullopt;
             case domain::DeviceAccess::granted: return std::move(decision.key_name);
-            case domain::DeviceAccess::denied: refuse(key);
+            case domain::DeviceAccess::denied: refuse(key, who);
         }
     }
     // Without the cache (tests that build Services by hand): straight from the database.
@@ -45,20 +46,20 @@ std::optional<std::string> require_device_access(const Request& request, Service
             if (found && found->active() && found->product_id == product_id) return found->name;
         }
         if (keys.list(product_id, /*include_revoked=*/false).empty()) return std::nullopt;  // open product
-        refuse(key);
+        refuse(key, who);
     });
 }
 
-void require_right_to_learn_unknown_device(const Request& request, Services& services) {
+void require_right_to_learn_unknown_device(const Request& request, Services& services, std::string_view who) {
     std::string_view key = presented_device_key(request);
     if (services.device_keys != nullptr) {
-        if (!services.device_keys->may_learn_unknown_device(key)) refuse(key);
+        if (!services.device_keys->may_learn_unknown_device(key)) refuse(key, who);
         return;
     }
     services.database.read([&](storage::Connection& c) {
         storage::DeviceKeyRepository keys(c);
         if (!key.empty() && keys.find_by_secret(key)) return;
-        if (keys.any_active()) refuse(key);
+        if (keys.any_active()) refuse(key, who);
     });
 }
 

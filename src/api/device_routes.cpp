@@ -195,7 +195,7 @@ Response poll(Request& request, Services& services) {
     auto product_id = updates.product_id(poll_request.product);
     if (!product_id) return problem(404, "product-not-found", "no product named '" + poll_request.product + "'");
     poll_request.product_id = *product_id;
-    require_device_access(request, services, *product_id);
+    require_device_access(request, services, *product_id, "device:" + poll_request.device_id);
 
     domain::PollOutcome outcome;
     try {
@@ -263,11 +263,11 @@ Response report(Request& request, Services& services) {
     auto& registry = *services.device_registry;
     auto product_id = registry.product_of(device_id);
     if (!product_id) {
-        require_right_to_learn_unknown_device(request, services);  // no probing of device ids without a key
+        require_right_to_learn_unknown_device(request, services, "device:" + device_id);  // no probing without a key
         return problem(404, "device-not-found",
                        "no device '" + device_id + "' (a device is known from its first poll)");
     }
-    require_device_access(request, services, *product_id);
+    require_device_access(request, services, *product_id, "device:" + device_id);
     if (!registry.report({device_id, *status, version, detail, 0}))
         return problem(404, "device-not-found", "no device '" + device_id + "'");
     Response response;
@@ -404,6 +404,7 @@ json device_key_json(const domain::DeviceKeyInfo& k) {
 Response device_key_error(const domain::DeviceKeyError& e) {
     switch (e.kind()) {
         case domain::DeviceKeyError::Kind::invalid: return problem(400, "invalid-body", e.what());
+        case domain::DeviceKeyError::Kind::weak_secret: return problem(422, "weak-device-key", e.what());
         case domain::DeviceKeyError::Kind::conflict: return problem(409, "conflict", e.what());
         case domain::DeviceKeyError::Kind::not_found: return problem(404, "device-key-not-found", e.what());
     }
@@ -427,7 +428,7 @@ Response create_device_key(Request& request, Services& services) {
         out["key"] = created.secret;
         Response r = json_response(201, out);
         r.headers.set("Cache-Control", "no-store");
-        r.principal = op.token_name;
+        r.principal = op.actor();
         return r;
     } catch (const domain::DeviceKeyError& e) {
         return device_key_error(e);
@@ -455,7 +456,7 @@ Response revoke_device_key(Request& request, Services& services) {
     services.blob_cache.invalidate_product(product.id);
     Response r;
     r.status = 204;
-    r.principal = op.token_name;
+    r.principal = op.actor();
     return r;
 }
 

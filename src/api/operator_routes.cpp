@@ -66,6 +66,10 @@ Response guarded(Fn&& fn) {
     } catch (const MultipartError& e) {
         return problem(400, "malformed-multipart", e.what());
     } catch (const storage::StorageError& e) {
+        if (e.kind() == storage::StorageErrorKind::no_space)
+            return problem(507, "insufficient-storage",
+                           "the server's disk is full; nothing was stored (free space on the data directory and "
+                           "retry)");
         if (e.kind() != storage::StorageErrorKind::busy) throw;
         Response r = problem(503, "busy", "the database is busy; retry shortly");
         r.headers.set("Retry-After", "1");
@@ -78,8 +82,13 @@ template <class Fn>
 Handler operator_route(Services& services, Role role, Fn fn) {
     return [&services, role, fn](Request& request) -> Response {
         Operator op = require_operator(request, services, role);
-        Response response = guarded([&] { return fn(request, op); });
-        response.principal = op.token_name;
+        Response response;
+        try {
+            response = guarded([&] { return fn(request, op); });
+        } catch (const ProblemError& e) {
+            response = e.to_response();  // refused or invalid: still attributed
+        }
+        response.principal = op.actor();
         return response;
     };
 }

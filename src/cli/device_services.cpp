@@ -1,5 +1,7 @@
 #include "device_services.hpp"
 
+#include "otad/storage/catalogue_repository.hpp"
+#include "otad/storage/database.hpp"
 #include "otad/util/logging.hpp"
 
 namespace otad::cli {
@@ -31,6 +33,24 @@ domain::DeviceUpdatesOptions update_options(const config::Config& config) {
 
 }  // namespace
 
+void log_device_access(spdlog::logger& log, const std::vector<std::string>& open_products, std::size_t products) {
+    std::string names;
+    for (const auto& n : open_products) names += (names.empty() ? "" : ",") + n;
+    // A product is created by its first upload, with no device key: open until an
+    // admin gives it one. Every line says so, since no product is protected from birth.
+    const char* event = products == 0 ? "device access: no products yet; a new product is open to any device "
+                                        "until it has a device key"
+                        : open_products.empty()
+                            ? "device access: every existing product requires a device key; a new product is open "
+                              "to any device until it has one"
+                            : "device access: products open to any device (no device key); a new product is open "
+                              "too until it has one";
+    util::log_event(log, open_products.empty() ? spdlog::level::info : spdlog::level::warn, event,
+                    {{"count", std::to_string(open_products.size())},
+                     {"products", names.empty() ? "-" : names},
+                     {"total_products", std::to_string(products)}});
+}
+
 DeviceServices::DeviceServices(storage::Database& database, const domain::UrlSigner& urls,
                                const config::Config& config)
     : watch_(database, kChangeCheckInterval),
@@ -46,13 +66,9 @@ DeviceServices::DeviceServices(storage::Database& database, const domain::UrlSig
         if (k.signing)
             util::log_event(*log, spdlog::level::info, "manifests signed by",
                             {{"key_id", k.key_id}, {"algorithm", std::string(domain::to_string(k.algorithm))}});
-    auto open = device_keys_.open_products();
-    std::string names;
-    for (const auto& n : open) names += (names.empty() ? "" : ",") + n;
-    util::log_event(*log, open.empty() ? spdlog::level::info : spdlog::level::warn,
-                    open.empty() ? "device access: every product requires a device key (or none exist yet)"
-                                 : "device access: products open to any device (no device key)",
-                    {{"count", std::to_string(open.size())}, {"products", names.empty() ? "-" : names}});
+    const std::size_t products =
+        database.read([](storage::Connection& c) { return storage::CatalogueRepository(c).list_products().size(); });
+    log_device_access(*log, device_keys_.open_products(), products);
 }
 
 DeviceServices::~DeviceServices() { stop(); }

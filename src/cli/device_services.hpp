@@ -5,6 +5,10 @@
 // poll logic. Private to cli/.
 
 #include <memory>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
 
 #include "otad/api/services.hpp"
 #include "otad/config/config.hpp"
@@ -15,6 +19,10 @@
 #include "otad/domain/signing_keys.hpp"
 
 namespace otad::cli {
+
+// Logs at start-up which products any device may poll (open: no active device
+// key) and that a newly created product starts open.
+void log_device_access(spdlog::logger& log, const std::vector<std::string>& open_products, std::size_t products);
 
 class DeviceServices {
 public:

@@ -78,6 +78,21 @@ std::string failure_text(const net::ClientResponse& res) {
     }
 }
 
+// The server's problem details name its query parameters; say which flag sends them.
+std::string push_hint(const net::ClientResponse& res) {
+    try {
+        auto doc = json::parse(res.body);
+        const std::string type = doc.value("type", std::string());
+        const std::string code = doc.value("code", std::string());
+        if (code == "version-mismatch") return "\n(otad push: add --version-mismatch allow to upload it anyway)";
+        if (type.ends_with("/artifact-exists"))
+            return "\n(otad push: an admin token may add --replace while the release has not been offered)";
+    } catch (const std::exception&) {
+        // Not a problem document: nothing to add.
+    }
+    return {};
+}
+
 std::string file_sha256_base64(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw std::runtime_error("cannot read " + path);
@@ -116,7 +131,8 @@ std::function<int()> add_remote_commands(CLI::App& app) {
     auto remote = std::make_shared<Remote>();
 
     struct PushArgs {
-        std::string file, product, version, chip, layout, slot, filename, channel;
+        std::string file, product, version, chip, layout, slot, filename, channel, version_mismatch;
+        bool replace = false;
     };
     auto push = std::make_shared<PushArgs>();
     auto* push_cmd = app.add_subcommand("push", "upload a firmware image to a running otad");
@@ -129,6 +145,12 @@ std::function<int()> add_remote_commands(CLI::App& app) {
     push_cmd->add_option("--slot", push->slot, "user1/user2 for NONOS layouts");
     push_cmd->add_option("--filename", push->filename, "file name devices see (default: the file's name)");
     push_cmd->add_option("--channel", push->channel, "after uploading, point this channel at the release");
+    push_cmd->add_option("--version-mismatch", push->version_mismatch,
+                         "allow: accept an image whose own app version differs from --version (deny: the default)")
+        ->check(CLI::IsMember({"allow", "deny"}));
+    push_cmd->add_flag("--replace", push->replace,
+                       "replace the release's artifact of the same chip/layout/slot (admin token; only until the "
+                       "release is offered to a device)");
 
     auto ls_product = std::make_shared<std::string>();
     auto* ls_cmd = app.add_subcommand("ls", "list products, or one product's releases and channels");
@@ -152,6 +174,8 @@ std::function<int()> add_remote_commands(CLI::App& app) {
                                "&filename=" + percent_encode(filename);
             if (!push->layout.empty()) path += "&layout=" + percent_encode(push->layout);
             if (!push->slot.empty()) path += "&slot=" + percent_encode(push->slot);
+            if (!push->version_mismatch.empty()) path += "&version_mismatch=" + push->version_mismatch;
+            if (push->replace) path += "&replace=true";
             net::ClientRequest req;
             req.method = "POST";
             req.url = path;
@@ -162,7 +186,7 @@ std::function<int()> add_remote_commands(CLI::App& app) {
             req.on_progress = [&bar](std::uint64_t s, std::uint64_t t) { bar.update(s, t); };
             auto res = remote->call(req);
             if (res.status != 200 && res.status != 201) {
-                std::cerr << "otad push: " << failure_text(res) << std::endl;
+                std::cerr << "otad push: " << failure_text(res) << push_hint(res) << std::endl;
                 return 1;
             }
             try {

@@ -9,6 +9,7 @@
 #include "otad/api/routes.hpp"
 #include "otad/domain/blob_cache.hpp"
 #include "otad/domain/catalogue.hpp"
+#include "otad/domain/token_usage.hpp"
 #include "device_services.hpp"
 #include "otad/domain/url_signer.hpp"
 #include "otad/net/server.hpp"
@@ -156,6 +157,13 @@ int serve(const config::Config& cfg_in) {
     // Device API: signing keys, device keys, batched registry, poll decisions (docs/device-api.md).
     DeviceServices device(*d.database, url_signer, d.config);
     device.attach(services);
+    // Operator tokens' "last used", written in batches like device last-seen.
+    domain::TokenUsage token_usage(*d.database,
+                                   std::chrono::milliseconds(std::max<std::uint64_t>(d.config.device_flush_interval_ms, 1)));
+    services.token_usage = &token_usage;
+    // Orphans left by a crash go once they are an hour old, not at the next start-up.
+    storage::OrphanBlobCollector orphan_collector(
+        *d.database, *d.blobs, std::chrono::seconds(d.config.orphan_collect_interval_s));
     api::Router router = api::build_router(services);
     net::Server server(options, router, util::logger("access"), util::logger("net"));
     auto bound = server.bind();
@@ -168,6 +176,7 @@ int serve(const config::Config& cfg_in) {
                      {"migrated_from", std::to_string(d.schema_before)},
                      {"temp_files_removed", std::to_string(stale_temps)},
                      {"orphan_blobs_removed", std::to_string(orphans)},
+                     {"orphan_collect_interval_s", std::to_string(d.config.orphan_collect_interval_s)},
                      {"open_file_limit", descriptors.limit ? limit_text(descriptors.limit->soft) : "unknown"},
                      {"max_connections", std::to_string(descriptors.plan.max_connections)},
                      {"max_connections_from", descriptors.plan.derived ? "open_file_limit" : "config"},
@@ -183,7 +192,11 @@ int serve(const config::Config& cfg_in) {
                         {{"scheme", l.scheme}, {"address", address}, {"url", l.scheme + "://" + address + "/"}});
     }
     device.start();
+    token_usage.start();
+    orphan_collector.start();
     server.run();
+    orphan_collector.stop();
+    token_usage.stop();
     device.stop();  // the last batch of device sightings
     util::log_event(*log, spdlog::level::info, "otad stopped", {});
     return 0;

@@ -169,7 +169,7 @@ const std::vector<Binding>& bindings() {
                 &Config::url_window_s, 1, 30 * kDay),
         choice_key("signing_algorithm", "algorithm of newly created manifest signing keys", &Config::signing_algorithm,
                    {"es256", "ed25519"}),
-        int_key("device_flush_interval_ms", "device last-seen updates are written in one batch this often",
+        int_key("device_flush_interval_ms", "device last-seen and token last-used updates are written in one batch this often",
                 &Config::device_flush_interval_ms, 10, 600'000),
         int_key("rollback_after_s", "a device still on its old version this long after an offer counts as rolled back",
                 &Config::rollback_after_s, 1, 365 * kDay),
@@ -181,6 +181,9 @@ const std::vector<Binding>& bindings() {
         int_key("max_buffered_body_bytes_total",
                 "memory for API request bodies across all connections; past it 503 + Retry-After",
                 &Config::max_buffered_body_bytes_total, 64 * 1024, 1ull << 40),
+        int_key("orphan_collect_interval_s",
+                "how often blobs no artifact uses (left by a crash) are removed while serving; 0: only at start-up",
+                &Config::orphan_collect_interval_s, 0, 30 * kDay),
     };
     return all;
 }

@@ -1,5 +1,10 @@
 #include "otad/domain/device_keys.hpp"
 
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <unordered_set>
+
 #include <nlohmann/json.hpp>
 
 #include "otad/domain/change_watch.hpp"
@@ -44,11 +49,62 @@ bool is_valid_device_key_name(std::string_view name) noexcept {
     return true;
 }
 
-bool is_valid_device_key_secret(std::string_view secret) noexcept {
-    if (secret.size() < 16 || secret.size() > 256) return false;
+namespace {
+
+constexpr std::size_t kMaxRegularRun = 8;    // characters that repeat or step evenly
+constexpr std::size_t kMaxRepeatedPart = 8;  // characters that appear twice
+constexpr double kMinEstimatedBits = 64.0;
+
+// The longest stretch whose characters step by the same amount (0: repeat).
+std::size_t longest_even_run(std::string_view s) {
+    if (s.size() < 2) return s.size();
+    std::size_t best = 2, run = 2;
+    for (std::size_t i = 2; i < s.size(); ++i) {
+        bool even = s[i] - s[i - 1] == s[i - 1] - s[i - 2];
+        run = even ? run + 1 : 2;
+        best = std::max(best, run);
+    }
+    return best;
+}
+
+// Whether some substring of `length` characters occurs twice (overlaps count).
+bool has_repeated_part(std::string_view s, std::size_t length) {
+    if (s.size() <= length) return false;
+    std::unordered_set<std::string_view> seen;
+    for (std::size_t i = 0; i + length <= s.size(); ++i)
+        if (!seen.insert(s.substr(i, length)).second) return true;
+    return false;
+}
+
+double estimated_bits(std::string_view s) {
+    std::array<std::size_t, 128> counts{};
+    for (char c : s) ++counts[static_cast<unsigned char>(c) & 0x7f];
+    double bits = 0;
+    const double n = static_cast<double>(s.size());
+    for (std::size_t count : counts)
+        if (count > 0) bits -= static_cast<double>(count) * std::log2(static_cast<double>(count) / n);
+    return bits;
+}
+
+}  // namespace
+
+std::optional<std::string> weak_device_key_reason(std::string_view secret) {
+    if (secret.size() < kMinSuppliedKeyLength || secret.size() > kMaxSuppliedKeyLength)
+        return "a supplied device key must be " + std::to_string(kMinSuppliedKeyLength) + ".." +
+               std::to_string(kMaxSuppliedKeyLength) + " characters long (this one has " +
+               std::to_string(secret.size()) + "); omit \"key\" to let otad generate one";
     for (char c : secret)
-        if (c <= 0x20 || c >= 0x7f) return false;
-    return true;
+        if (c <= 0x20 || c >= 0x7f)
+            return std::string("a supplied device key must be printable ASCII without spaces");
+    if (longest_even_run(secret) >= kMaxRegularRun)
+        return "the supplied device key has " + std::to_string(kMaxRegularRun) +
+               " or more characters in a row that repeat or count up or down; use a random key";
+    if (has_repeated_part(secret, kMaxRepeatedPart))
+        return "the supplied device key repeats a part of " + std::to_string(kMaxRepeatedPart) +
+               " or more characters; use a random key";
+    if (estimated_bits(secret) < kMinEstimatedBits)
+        return std::string("the supplied device key uses too few different characters to be a random key");
+    return std::nullopt;
 }
 
 DeviceKeys::DeviceKeys(storage::Database& database, ChangeWatch* watch) : database_(database), watch_(watch) {}
@@ -60,13 +116,25 @@ CreatedDeviceKeyInfo DeviceKeys::create(std::int64_t product_id, std::string_vie
     if (!is_valid_device_key_name(key_name))
         throw DeviceKeyError(DeviceKeyError::Kind::invalid,
                              "device key name '" + std::string(key_name) + "' is not valid: use 1..64 of A-Z a-z 0-9 . _ -");
-    if (secret && !is_valid_device_key_secret(*secret))
-        throw DeviceKeyError(DeviceKeyError::Kind::invalid,
-                             "a supplied device key must be 16..256 printable ASCII characters without spaces");
+    if (secret)
+        if (auto weak = weak_device_key_reason(*secret)) throw DeviceKeyError(DeviceKeyError::Kind::weak_secret, *weak);
+    const auto name_taken = [&] {
+        return DeviceKeyError(DeviceKeyError::Kind::conflict, "product '" + std::string(product_name) +
+                                                                  "' already has an active key named '" +
+                                                                  std::string(key_name) + "'");
+    };
     CreatedDeviceKeyInfo created;
+    bool name_in_use = false;
     try {
         database_.write([&](storage::Connection& c) {
             storage::DeviceKeyRepository keys(c);
+            // The name first, in the same transaction: a conflict after this check
+            // is the secret's, and that one is answered without naming its cause.
+            for (const auto& k : keys.list(product_id, /*include_revoked=*/false))
+                if (k.name == key_name) {
+                    name_in_use = true;
+                    throw name_taken();
+                }
             if (secret) {
                 created.key = info_of(keys.create_with_secret(product_id, key_name, *secret));
                 created.secret = std::string(*secret);
@@ -81,11 +149,12 @@ CreatedDeviceKeyInfo DeviceKeys::create(std::int64_t product_id, std::string_vie
         });
     } catch (const storage::StorageError& e) {
         if (e.kind() != storage::StorageErrorKind::conflict) throw;
+        if (!secret || name_in_use) throw name_taken();
+        // Whose key it is, or whether it is a key at all, is not said: the same
+        // answer for every reason a supplied secret is unusable.
         throw DeviceKeyError(DeviceKeyError::Kind::conflict,
-                             secret ? "product '" + std::string(product_name) + "' already has an active key named '" +
-                                          std::string(key_name) + "', or the supplied secret is already in use"
-                                    : "product '" + std::string(product_name) + "' already has an active key named '" +
-                                          std::string(key_name) + "'");
+                             "the supplied device key cannot be used; supply another random key, or omit \"key\" to "
+                             "let otad generate one");
     }
     invalidate();
     return created;

@@ -17,7 +17,10 @@ namespace fs = std::filesystem;
 namespace otad::storage {
 namespace {
 
-[[noreturn]] void throw_io(const std::system_error& e) { throw StorageError(StorageErrorKind::io, e.what()); }
+// A full file system is its own kind: the api answers it 507, not 500.
+[[noreturn]] void throw_io(const std::system_error& e) {
+    throw StorageError(is_no_space(e.code()) ? StorageErrorKind::no_space : StorageErrorKind::io, e.what());
+}
 
 std::optional<std::int64_t> file_age_seconds(const fs::path& path) {
     std::error_code ec;
@@ -145,6 +148,23 @@ BlobWriter BlobStore::open_writer(std::uint64_t max_bytes) {
     }
 }
 
+void BlobStore::probe_write() {
+    const fs::path probe = temp_dir_ / ("probe-" + util::to_hex(util::random_bytes(8)));
+    try {
+        auto file = platform::WritableFile::create_exclusive(probe, true);
+        file.write("otad readiness probe\n");
+        file.sync();
+        file.close();
+    } catch (const std::system_error& e) {
+        std::error_code ignored;
+        fs::remove(probe, ignored);
+        throw_io(e);
+    }
+    std::error_code ec;
+    fs::remove(probe, ec);
+    if (ec) throw StorageError(StorageErrorKind::io, "cannot remove " + probe.string() + ": " + ec.message());
+}
+
 bool BlobStore::exists(std::string_view sha256) const {
     std::error_code ec;
     return fs::is_regular_file(path_for(sha256), ec);
@@ -237,6 +257,30 @@ std::size_t collect_orphan_blobs(Database& database, BlobStore& store, std::chro
         util::log_event(*util::logger("storage"), spdlog::level::info, "orphan_blobs_collected",
                         {{"rows", std::to_string(rows_deleted)}, {"files", std::to_string(files_deleted)}});
     return files_deleted;
+}
+
+// --- periodic collection --------------------------------------------------
+
+OrphanBlobCollector::OrphanBlobCollector(Database& database, BlobStore& store, std::chrono::milliseconds period,
+                                         std::chrono::seconds grace)
+    : database_(database), store_(store), grace_(grace), task_("orphan blob collection", period, [this] { run_once(); }) {}
+
+OrphanBlobCollector::~OrphanBlobCollector() { stop(); }
+
+void OrphanBlobCollector::start() { task_.start(); }
+void OrphanBlobCollector::stop() noexcept { task_.stop(); }
+
+std::optional<std::size_t> OrphanBlobCollector::run_once() noexcept {
+    std::optional<std::size_t> removed;
+    try {
+        removed = collect_orphan_blobs(database_, store_, grace_);
+    } catch (const std::exception& e) {
+        // A busy database or a full disk: the next period tries again.
+        util::log_event(*util::logger("storage"), spdlog::level::warn, "orphan_blob_collection_failed",
+                        {{"error", e.what()}});
+    }
+    runs_.fetch_add(1, std::memory_order_relaxed);
+    return removed;
 }
 
 }  // namespace otad::storage

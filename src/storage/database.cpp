@@ -1,5 +1,6 @@
 #include "otad/storage/database.hpp"
 
+#include <cerrno>
 #include <condition_variable>
 #include <mutex>
 #include <map>
@@ -30,10 +31,21 @@ std::string_view to_string(StorageErrorKind kind) noexcept {
         case StorageErrorKind::busy: return "busy";
         case StorageErrorKind::too_large: return "too_large";
         case StorageErrorKind::mismatch: return "mismatch";
+        case StorageErrorKind::no_space: return "no_space";
         case StorageErrorKind::io: return "io";
         case StorageErrorKind::internal: return "internal";
     }
     return "internal";
+}
+
+bool is_no_space(const std::error_code& error) noexcept {
+    if (error == std::errc::no_space_on_device) return true;
+#ifdef EDQUOT
+    if ((error.category() == std::generic_category() || error.category() == std::system_category()) &&
+        error.value() == EDQUOT)
+        return true;
+#endif
+    return false;
 }
 
 namespace detail {
@@ -53,8 +65,8 @@ StorageErrorKind classify(int extended_code) noexcept {
         case SQLITE_BUSY:
         case SQLITE_LOCKED: return StorageErrorKind::busy;
         case SQLITE_CONSTRAINT: return StorageErrorKind::invalid;
+        case SQLITE_FULL: return StorageErrorKind::no_space;
         case SQLITE_IOERR:
-        case SQLITE_FULL:
         case SQLITE_CANTOPEN:
         case SQLITE_READONLY: return StorageErrorKind::io;
         default: return StorageErrorKind::internal;

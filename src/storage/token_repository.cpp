@@ -116,23 +116,20 @@ std::optional<TokenRecord> TokenRepository::find_by_secret(std::string_view secr
     detail::throw_storage_error(e, "look up token");
 }
 
-std::optional<TokenRecord> TokenRepository::authenticate(std::string_view secret, std::int64_t now,
-                                                         std::int64_t touch_interval_seconds) {
-    auto record = find_by_secret(secret);
-    if (!record) return std::nullopt;
-    if (record->last_used_at && now - *record->last_used_at < touch_interval_seconds) return record;
-    try {
-        WriteScope scope(connection_);
-        auto touch = connection_.prepare("UPDATE tokens SET last_used_at = ? WHERE id = ?");
-        touch->bind(1, now);
-        touch->bind(2, record->id);
+void TokenRepository::record_uses(const std::vector<std::pair<std::int64_t, std::int64_t>>& uses) try {
+    if (uses.empty()) return;
+    WriteScope scope(connection_);
+    for (const auto& [id, at] : uses) {
+        auto touch = connection_.prepare(
+            "UPDATE tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)");
+        touch->bind(1, at);
+        touch->bind(2, id);
+        touch->bind(3, at);
         touch->exec();
-        scope.commit();
-    } catch (const SQLite::Exception& e) {
-        detail::throw_storage_error(e, "record token use");
     }
-    record->last_used_at = now;
-    return record;
+    scope.commit();
+} catch (const SQLite::Exception& e) {
+    detail::throw_storage_error(e, "record token uses");
 }
 
 std::int64_t TokenRepository::count_admins() try {

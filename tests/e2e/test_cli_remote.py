@@ -59,3 +59,34 @@ def test_healthcheck_exit_codes(otad_factory):
     d.stop()
     down = run_otad(["healthcheck", "--url", d.url("/healthz")], check=False)
     assert down.returncode == 1 and "otad healthcheck" in down.stderr
+
+
+def test_push_version_mismatch_allow_and_replace_flags(otad, tmp_path):
+    admin = otad.create_token("admin")
+    uploader = otad.create_token("uploader")
+    base = ["--product", "thermostat", "--chip", "esp32c3"]
+
+    # The image says 2.0.0-rc1; uploaded as 2.0.0 it is refused, and the message names the flag.
+    rc = make_image(tmp_path, "rc.bin", version="2.0.0-rc1")
+    refused = run_otad(["push", str(rc)] + remote_args(otad, uploader) + base + ["--version", "2.0.0"], check=False)
+    assert refused.returncode == 1
+    assert "422" in refused.stderr and "--version-mismatch allow" in refused.stderr
+    allowed = run_otad(["push", str(rc)] + remote_args(otad, uploader) + base +
+                       ["--version", "2.0.0", "--version-mismatch", "allow"])
+    assert json.loads(allowed.stdout)["image"]["app_desc"]["version"] == "2.0.0-rc1"
+    bad_value = run_otad(["push", str(rc)] + remote_args(otad, uploader) + base +
+                         ["--version", "2.0.0", "--version-mismatch", "maybe"], check=False)
+    assert bad_value.returncode == 2
+
+    # Different bytes for the same release and chip: 409 naming --replace; with it (admin) replaced.
+    rebuilt = make_image(tmp_path, "rebuilt.bin", version="2.0.0-rc1", size=200000)
+    args = ["push", str(rebuilt)] + base + ["--version", "2.0.0", "--version-mismatch", "allow"]
+    conflict = run_otad(args[:2] + remote_args(otad, uploader) + args[2:], check=False)
+    assert conflict.returncode == 1 and "409" in conflict.stderr and "--replace" in conflict.stderr
+    not_admin = run_otad(args[:2] + remote_args(otad, uploader) + args[2:] + ["--replace"], check=False)
+    assert not_admin.returncode == 1 and "403" in not_admin.stderr
+    replaced = json.loads(run_otad(args[:2] + remote_args(otad, admin) + args[2:] + ["--replace"]).stdout)
+    assert replaced["replaced_artifact_id"] == json.loads(allowed.stdout)["id"]
+    assert replaced["sha256"] == hashlib.sha256(rebuilt.read_bytes()).hexdigest()
+    status, _, release = otad.json("GET", "/api/v1/products/thermostat/releases/2.0.0", token=admin)
+    assert status == 200 and [a["sha256"] for a in release["artifacts"]] == [replaced["sha256"]]

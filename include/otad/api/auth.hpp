@@ -23,7 +23,9 @@ struct Operator {
 
 // Returns the authenticated operator, or throws ProblemError: 401 (with
 // WWW-Authenticate) without a token or with an unknown/revoked one, 403 when its
-// role is below `minimum`. Sets response principal via the returned name.
+// role is below `minimum` (carrying the principal "token:<name>", so the access
+// log says who was refused). Every valid token's use is recorded in
+// services.token_usage (batched). Handlers set Response::principal to op.actor().
 Operator require_operator(const Request& request, Services& services, Role minimum);
 
 // The credential of an Authorization header of the given scheme ("Bearer",

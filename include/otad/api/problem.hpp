@@ -25,11 +25,23 @@ public:
         : std::runtime_error(detail), status_(status), type_(std::move(type)) {}
     unsigned status() const noexcept { return status_; }
     const std::string& type() const noexcept { return type_; }
-    Response to_response() const { return problem(status_, type_, what()); }
+    // Who was refused, for the access log ("token:<name>", "device:<id>"; never a
+    // secret). Set where the caller is known, so a 403 can be attributed.
+    ProblemError& with_principal(std::string principal) {
+        principal_ = std::move(principal);
+        return *this;
+    }
+    const std::string& principal() const noexcept { return principal_; }
+    Response to_response() const {
+        Response r = problem(status_, type_, what());
+        r.principal = principal_;
+        return r;
+    }
 
 private:
     unsigned status_;
     std::string type_;
+    std::string principal_;
 };
 
 Response json_response(unsigned status, const nlohmann::json& body);

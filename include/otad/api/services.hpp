@@ -19,6 +19,7 @@ class DeviceUpdates;
 class DeviceRegistry;
 class DeviceKeys;
 class SigningKeyRing;
+class TokenUsage;
 }  // namespace otad::domain
 
 namespace otad::api {
@@ -36,6 +37,8 @@ struct Services {
     domain::DeviceRegistry* device_registry = nullptr;  // batched sightings, reports
     domain::DeviceKeys* device_keys = nullptr;          // per-product device keys (cached checks)
     domain::SigningKeyRing* signing_keys = nullptr;     // manifest signing keys, GET /api/v1/keys
+    // Batched "last used" of operator tokens (require_operator records each use); null: not recorded.
+    domain::TokenUsage* token_usage = nullptr;
 };
 
 }  // namespace otad::api

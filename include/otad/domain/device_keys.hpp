@@ -38,7 +38,8 @@ class ChangeWatch;
 
 class DeviceKeyError : public std::runtime_error {
 public:
-    enum class Kind { invalid, conflict, not_found };
+    // weak_secret: a supplied secret too short or too regular to be a key (422).
+    enum class Kind { invalid, weak_secret, conflict, not_found };
     DeviceKeyError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
     Kind kind() const noexcept { return kind_; }
 
@@ -67,9 +68,20 @@ struct DeviceAccessDecision {
 };
 
 // Key names: 1..64 of [A-Za-z0-9._-]. Supplied secrets (a key already baked into
-// a fleet): 16..256 printable ASCII characters without spaces.
+// a fleet): 32..256 printable ASCII characters without spaces that look random.
 bool is_valid_device_key_name(std::string_view name) noexcept;
-bool is_valid_device_key_secret(std::string_view secret) noexcept;
+inline constexpr std::size_t kMinSuppliedKeyLength = 32;
+inline constexpr std::size_t kMaxSuppliedKeyLength = 256;
+// Why a supplied secret is refused, or nullopt when it is acceptable. A secret
+// chosen by a person can be guessed, and a guessed one would let anyone poll as
+// the fleet, so besides its length and characters it must look random: a run of
+// 8 or more characters that repeat or step evenly ("aaaa...", "abcdefgh",
+// "13579bdf") is refused, so is any 8 characters or more appearing twice
+// ("fleetkey...fleetkey"), and so is a secret whose character frequencies carry
+// less than 64 bits (Shannon estimate times length). Random hex or base64 keys
+// of 32+ characters pass (a random 32-digit decimal key fails about once in
+// 200 000, on a repeated part).
+std::optional<std::string> weak_device_key_reason(std::string_view secret);
 
 class DeviceKeys {
 public:
@@ -81,8 +93,11 @@ public:
 
     // A new key for the product (random 32-byte secret unless `secret` is given).
     // Audited as device_key.create by `actor` with subject product/<name>/device-key/<key>.
-    // Throws DeviceKeyError invalid (name/secret) or conflict (an active key has
-    // the name, or the secret is in use).
+    // Throws DeviceKeyError invalid (name or secret form), weak_secret (see
+    // weak_device_key_reason), or conflict: an active key of the product has the
+    // name, or the supplied secret cannot be used. The latter never says why (a
+    // secret is refused the same way whichever product's key it is), so key
+    // creation does not confirm another product's secret.
     CreatedDeviceKeyInfo create(std::int64_t product_id, std::string_view product_name, std::string_view key_name,
                                 std::optional<std::string_view> secret, std::string_view actor);
     // Oldest first, revoked keys included.

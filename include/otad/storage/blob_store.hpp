@@ -8,8 +8,13 @@
 //      renamed to its content address and the directories are fsynced;
 //   2. only then insert the blobs row and the artifact rows, in one transaction.
 // A crash can leave an orphan file or a blob row without artifacts (collected by
-// collect_orphan_blobs at start-up), never a row without its bytes.
+// collect_orphan_blobs at start-up and, while serving, by OrphanBlobCollector),
+// never a row without its bytes.
+//
+// Errors: StorageError(no_space) when the file system is full (ENOSPC, EDQUOT),
+// StorageError(io) for any other file-system failure; either way nothing was stored.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -22,6 +27,7 @@
 
 #include "otad/platform/filesystem.hpp"
 #include "otad/util/crypto.hpp"
+#include "otad/util/periodic.hpp"
 
 namespace otad::storage {
 
@@ -46,7 +52,8 @@ public:
     ~BlobWriter();
 
     // Appends bytes. Throws BlobTooLarge (and drops the temp file) when the total
-    // would exceed the limit; StorageError(io) on a write failure.
+    // would exceed the limit; StorageError(no_space) on a full file system, (io) on
+    // another write failure. Either way the temp file is gone.
     void write(std::string_view bytes);
     std::uint64_t bytes_written() const noexcept { return size_; }
 
@@ -87,6 +94,11 @@ public:
     std::filesystem::path path_for(std::string_view sha256) const;
     static bool is_valid_sha256(std::string_view sha256) noexcept;
 
+    // Readiness probe: creates, writes, fsyncs and removes a small file in the temp
+    // directory, so a full or read-only file system shows. Throws StorageError
+    // (no_space or io) when it cannot. Thread-safe.
+    void probe_write();
+
     bool exists(std::string_view sha256) const;
     // Deletes the file; false if it was not there. Does not touch the database.
     bool remove(std::string_view sha256);
@@ -124,9 +136,40 @@ private:
 // without rows, whose file was last written more than `grace` ago (so a concurrent
 // upload, between its commit() and its row insert, is never collected). Rows go
 // first (committed), files after, so a row never outlives its file. Returns the
-// number of files deleted. Meant for start-up; safe while serving.
+// number of files deleted. Safe while serving: the grace (and commit refreshing a
+// re-committed file's mtime) is what keeps an upload in progress out of reach;
+// temp files of uploads being received are never looked at.
 std::size_t collect_orphan_blobs(Database& database, BlobStore& store,
                                  std::chrono::seconds grace = std::chrono::hours(1));
+
+// Runs collect_orphan_blobs every `period` on a background thread while the daemon
+// serves, so an orphan (a crash between an upload's commit and its rows) is removed
+// once it is `grace` old, not only at a start-up that happens an hour later.
+// Failures (busy database, full disk) are logged and retried next period.
+// A zero period disables it (start() does nothing).
+class OrphanBlobCollector {
+public:
+    OrphanBlobCollector(Database& database, BlobStore& store, std::chrono::milliseconds period,
+                        std::chrono::seconds grace = std::chrono::hours(1));
+    ~OrphanBlobCollector();  // stop()
+    OrphanBlobCollector(const OrphanBlobCollector&) = delete;
+    OrphanBlobCollector& operator=(const OrphanBlobCollector&) = delete;
+
+    void start();
+    void stop() noexcept;
+    // One collection now; the number of files removed, or nullopt when it failed
+    // (logged). The background thread calls this each period.
+    std::optional<std::size_t> run_once() noexcept;
+    // How many collections have run (finished, failed or not).
+    std::uint64_t runs() const noexcept { return runs_.load(std::memory_order_relaxed); }
+
+private:
+    Database& database_;
+    BlobStore& store_;
+    std::chrono::seconds grace_;
+    std::atomic<std::uint64_t> runs_{0};
+    util::PeriodicTask task_;  // last: its thread stops before the members it uses go
+};
 
 // --- implementation of the template --------------------------------------
 

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 namespace otad::storage {
 
@@ -19,11 +20,16 @@ enum class StorageErrorKind {
     busy,        // the database or the connection pool stayed busy past the timeout
     too_large,   // a blob exceeded its byte limit
     mismatch,    // a blob's digest differs from the expected one
+    no_space,    // the file system is full (ENOSPC, EDQUOT, SQLITE_FULL): nothing was stored
     io,          // file-system failure
-    internal,    // anything else (corruption, misuse, full disk...)
+    internal,    // anything else (corruption, misuse...)
 };
 
 std::string_view to_string(StorageErrorKind kind) noexcept;
+
+// Whether a file-system error means "out of space": ENOSPC, or EDQUOT (the
+// user's quota). Both leave nothing stored and clear up once space is freed.
+bool is_no_space(const std::error_code& error) noexcept;
 
 class StorageError : public std::runtime_error {
 public:

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace otad::storage {
@@ -51,10 +52,10 @@ public:
 
     // The active token whose secret this is, or nullopt (unknown or revoked).
     std::optional<TokenRecord> find_by_secret(std::string_view secret);
-    // find_by_secret, and records the use: last_used_at is written only when older
-    // than `touch_interval_seconds`, so a busy client costs one write a minute.
-    std::optional<TokenRecord> authenticate(std::string_view secret, std::int64_t now,
-                                            std::int64_t touch_interval_seconds = 60);
+
+    // Batched use times (token id, unix seconds), in one write: last_used_at becomes
+    // the later of the stored and the given time. Unknown ids are skipped.
+    void record_uses(const std::vector<std::pair<std::int64_t, std::int64_t>>& uses);
 
     // Active admin tokens (to refuse revoking the last one).
     std::int64_t count_admins();

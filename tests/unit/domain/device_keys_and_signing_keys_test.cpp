@@ -108,6 +108,9 @@ protected:
     std::int64_t lamp = 0;
 };
 
+// A supplied secret that passes the strength rules (32 random hex digits).
+constexpr std::string_view kLampSecret = "7f3a9c04e1b85d26af0c93e7d14b6a58";
+
 TEST_F(DeviceKeysTest, OpenUntilTheFirstKeyThenEnforced) {
     ChangeWatch watch(*db);
     DeviceKeys keys(*db, &watch);
@@ -125,9 +128,9 @@ TEST_F(DeviceKeysTest, OpenUntilTheFirstKeyThenEnforced) {
     EXPECT_EQ(keys.check(lamp, created.secret).access, DeviceAccess::open);  // lamp has no keys
 
     // A key of another product is refused.
-    auto lamp_key = keys.create(lamp, "lamp", "fleet-a", std::string_view("lamp-secret-0123456789"), "token:admin");
+    auto lamp_key = keys.create(lamp, "lamp", "fleet-a", kLampSecret, "token:admin");
     EXPECT_EQ(keys.check(lamp, created.secret).access, DeviceAccess::denied);
-    EXPECT_EQ(keys.check(lamp, "lamp-secret-0123456789").access, DeviceAccess::granted);
+    EXPECT_EQ(keys.check(lamp, kLampSecret).access, DeviceAccess::granted);
 
     keys.revoke(thermo, "thermo", "fleet-a", "token:admin");
     EXPECT_EQ(keys.check(thermo, created.secret).access, DeviceAccess::open);  // no active key left
@@ -145,10 +148,10 @@ TEST_F(DeviceKeysTest, UnknownDeviceIdsAreOnlyAdmittedToKeyHoldersOnceAnyProduct
     EXPECT_FALSE(keys.may_learn_unknown_device(""));
     EXPECT_FALSE(keys.may_learn_unknown_device("wrong-key-wrong-key"));
     EXPECT_TRUE(keys.may_learn_unknown_device(thermo_key.secret));  // a key of any product
-    keys.create(lamp, "lamp", "lamp-fleet", std::string_view("lamp-secret-0123456789"), "token:admin");
+    keys.create(lamp, "lamp", "lamp-fleet", kLampSecret, "token:admin");
     keys.revoke(thermo, "thermo", "fleet-a", "token:admin");
     EXPECT_FALSE(keys.may_learn_unknown_device(thermo_key.secret));  // revoked: no longer a key
-    EXPECT_TRUE(keys.may_learn_unknown_device("lamp-secret-0123456789"));
+    EXPECT_TRUE(keys.may_learn_unknown_device(kLampSecret));
     keys.revoke(lamp, "lamp", "lamp-fleet", "token:admin");
     EXPECT_TRUE(keys.may_learn_unknown_device(""));  // nothing is protected any more
 }
@@ -178,14 +181,75 @@ TEST_F(DeviceKeysTest, NamesSecretsAndConflicts) {
     expect_error([&] { keys.create(thermo, "thermo", "bad name", std::nullopt, "t"); }, DeviceKeyError::Kind::invalid);
     expect_error([&] { keys.create(thermo, "thermo", "", std::nullopt, "t"); }, DeviceKeyError::Kind::invalid);
     expect_error([&] { keys.create(thermo, "thermo", "k", std::string_view("short"), "t"); },
-                 DeviceKeyError::Kind::invalid);
+                 DeviceKeyError::Kind::weak_secret);
     keys.create(thermo, "thermo", "k", std::nullopt, "t");
     expect_error([&] { keys.create(thermo, "thermo", "k", std::nullopt, "t"); }, DeviceKeyError::Kind::conflict);
     expect_error([&] { keys.revoke(thermo, "thermo", "nope", "t"); }, DeviceKeyError::Kind::not_found);
     EXPECT_TRUE(is_valid_device_key_name("fleet-2024_a.b"));
     EXPECT_FALSE(is_valid_device_key_name(std::string(65, 'a')));
-    EXPECT_TRUE(is_valid_device_key_secret("0123456789abcdef"));
-    EXPECT_FALSE(is_valid_device_key_secret("0123456789abcde f"));
+}
+
+TEST(DeviceKeyStrengthTest, ShortOrRegularSuppliedSecretsAreRefusedRandomOnesPass) {
+    // Refused, each for a reason the message names.
+    for (std::string_view weak : {
+             std::string_view("0123456789abcdef"),                  // 16: the old minimum
+             std::string_view("7f3a9c04e1b85d26af0c93e7d14b6a5"),   // 31
+             std::string_view("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+             std::string_view("abcdefghijklmnopqrstuvwxyzabcdef"),  // counts up
+             std::string_view("passwordpasswordpasswordpassword"),  // repeats
+             std::string_view("my-fleet-key-2024-my-fleet-key-2"),  // a part twice
+             std::string_view("abababababababababababababababab"),
+             std::string_view("7f3a9c04e1b85d26 af0c93e7d14b6a58"),  // a space
+         }) {
+        auto reason = weak_device_key_reason(weak);
+        EXPECT_TRUE(reason.has_value()) << weak;
+    }
+    EXPECT_NE(weak_device_key_reason("0123456789abcdef")->find("32..256 characters"), std::string::npos);
+    EXPECT_NE(weak_device_key_reason("passwordpasswordpasswordpassword")->find("repeats"), std::string::npos);
+    EXPECT_FALSE(weak_device_key_reason(std::string(257, 'x')).value_or("").empty());
+
+    // Accepted: what a generator produces (hex as Espressif's keys, base64url, decimal digits).
+    EXPECT_EQ(weak_device_key_reason("7f3a9c04e1b85d26af0c93e7d14b6a58"), std::nullopt);
+    EXPECT_EQ(weak_device_key_reason("b1946ac92492d2347c6235b4d2611184a1c2e3f4"), std::nullopt);
+    EXPECT_EQ(weak_device_key_reason("Xq3_vR9-tLm2KpZ8wYc4NbHs7JdEf0Ga"), std::nullopt);
+    EXPECT_EQ(weak_device_key_reason("83920174658301927465019283746501"), std::nullopt);
+    // And every secret otad generates itself, many times over.
+    for (int i = 0; i < 2000; ++i) {
+        std::string generated = util::random_token(32);
+        EXPECT_EQ(weak_device_key_reason(generated), std::nullopt) << generated;
+        std::string hex = util::to_hex(util::random_bytes(16));
+        EXPECT_EQ(weak_device_key_reason(hex), std::nullopt) << hex;
+    }
+}
+
+TEST_F(DeviceKeysTest, ASecretInUseIsRefusedWithoutSayingWhoseItIs) {
+    DeviceKeys keys(*db);
+    keys.create(thermo, "thermo", "fleet", kLampSecret, "t");
+    std::string other_product, same_product;
+    try {
+        keys.create(lamp, "lamp", "fleet", kLampSecret, "t");
+        ADD_FAILURE() << "a secret in use was accepted";
+    } catch (const DeviceKeyError& e) {
+        EXPECT_EQ(e.kind(), DeviceKeyError::Kind::conflict);
+        other_product = e.what();
+    }
+    try {
+        keys.create(thermo, "thermo", "second", kLampSecret, "t");
+        ADD_FAILURE() << "a secret in use was accepted";
+    } catch (const DeviceKeyError& e) {
+        same_product = e.what();
+    }
+    // One answer whoever holds it, naming neither the product nor the other key.
+    EXPECT_EQ(other_product, same_product);
+    EXPECT_EQ(other_product.find("thermo"), std::string::npos) << other_product;
+    EXPECT_EQ(other_product.find("in use"), std::string::npos) << other_product;
+    // A taken name is still named as such (that is the caller's own product).
+    try {
+        keys.create(thermo, "thermo", "fleet", std::nullopt, "t");
+        ADD_FAILURE();
+    } catch (const DeviceKeyError& e) {
+        EXPECT_NE(std::string(e.what()).find("already has an active key named 'fleet'"), std::string::npos);
+    }
 }
 
 TEST(ChangeWatchTest, GenerationFollowsTheAuditLog) {

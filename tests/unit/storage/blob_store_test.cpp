@@ -1,6 +1,9 @@
 #include "otad/storage/blob_store.hpp"
 
 #include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -41,6 +44,24 @@ BlobInfo store_bytes(BlobStore& store, std::string_view bytes) {
     BlobWriter writer = store.open_writer(1 << 20);
     writer.write(bytes);
     return writer.commit();
+}
+
+// The rows an upload writes after committing its blob: product app, release
+// 1.0.0, the blob row and an artifact using it.
+void record_artifact(Database& db, const BlobInfo& blob) {
+    db.write([&](Connection& c) {
+        CatalogueRepository catalogue(c);
+        auto release = catalogue.create_release(catalogue.create_product("app").id, "1.0.0");
+        catalogue.insert_blob(blob.sha256, blob.size);
+        NewArtifact artifact;
+        artifact.release_id = release.id;
+        artifact.chip = "esp32";
+        artifact.filename = "app.bin";
+        artifact.sha256 = blob.sha256;
+        artifact.md5 = blob.md5;
+        artifact.size = blob.size;
+        catalogue.insert_artifact(artifact);
+    });
 }
 
 class BlobStoreTest : public otad::storage::testing::MigratedDatabaseTest {
@@ -179,21 +200,8 @@ TEST_F(BlobStoreTest, OrphanCollectionKeepsReferencedAndFreshBlobs) {
     BlobInfo referenced = store_bytes(*store, "referenced image");
     BlobInfo orphan_row = store_bytes(*store, "row without artifacts");
     BlobInfo orphan_file = store_bytes(*store, "file without row");
-    db->write([&](Connection& c) {
-        CatalogueRepository catalogue(c);
-        auto product = catalogue.create_product("app");
-        auto release = catalogue.create_release(product.id, "1.0.0");
-        catalogue.insert_blob(referenced.sha256, referenced.size);
-        catalogue.insert_blob(orphan_row.sha256, orphan_row.size);
-        NewArtifact artifact;
-        artifact.release_id = release.id;
-        artifact.chip = "esp32";
-        artifact.filename = "app.bin";
-        artifact.sha256 = referenced.sha256;
-        artifact.md5 = referenced.md5;
-        artifact.size = referenced.size;
-        catalogue.insert_artifact(artifact);
-    });
+    record_artifact(*db, referenced);
+    db->write([&](Connection& c) { CatalogueRepository(c).insert_blob(orphan_row.sha256, orphan_row.size); });
 
     // Everything is younger than an hour: nothing goes.
     EXPECT_EQ(collect_orphan_blobs(*db, *store, std::chrono::hours(1)), 0u);
@@ -232,3 +240,83 @@ TEST(AtomicWriteTest, SmallFilesAreReplacedWhole) {
 }
 
 }  // namespace
+
+namespace {
+
+// Waits (bounded) for a condition the collector's thread makes true.
+template <class Predicate>
+bool eventually(Predicate predicate, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (predicate()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return predicate();
+}
+
+void age(const BlobStore& store, const std::string& sha256, std::chrono::hours by) {
+    fs::last_write_time(store.path_for(sha256), fs::file_time_type::clock::now() - by);
+}
+
+}  // namespace
+
+TEST_F(BlobStoreTest, PeriodicCollectorRemovesOldOrphansWhileUploadsInProgressAreSpared) {
+    // An old orphan (a crash between an upload's commit and its rows, long ago), a
+    // referenced old blob, a blob just committed whose rows are not written yet (an
+    // upload in progress), and an upload still receiving its bytes (a temp file).
+    BlobInfo old_orphan = store_bytes(*store, "left behind by a crash");
+    BlobInfo referenced = store_bytes(*store, "a released image");
+    record_artifact(*db, referenced);
+    age(*store, old_orphan.sha256, std::chrono::hours(2));
+    age(*store, referenced.sha256, std::chrono::hours(2));
+    BlobInfo committed_not_recorded = store_bytes(*store, "committed, rows not yet written");
+    BlobWriter receiving = store->open_writer(1 << 20);
+    receiving.write("half of an upload");
+
+    OrphanBlobCollector collector(*db, *store, std::chrono::milliseconds(20), std::chrono::hours(1));
+    collector.start();
+    EXPECT_TRUE(eventually([&] { return !store->exists(old_orphan.sha256); })) << "the old orphan was not collected";
+    // Two more runs after that: whatever survives them is spared for good reasons.
+    const auto runs = collector.runs();
+    EXPECT_TRUE(eventually([&] { return collector.runs() >= runs + 2; }));
+    collector.stop();
+
+    EXPECT_TRUE(store->exists(referenced.sha256));
+    EXPECT_TRUE(store->verify(referenced.sha256));
+    EXPECT_TRUE(store->exists(committed_not_recorded.sha256));
+    // The upload in progress ends normally.
+    receiving.write(" and the rest");
+    BlobInfo finished = receiving.commit();
+    EXPECT_TRUE(store->verify(finished.sha256));
+    // A stopped collector does not run again.
+    const auto final_runs = collector.runs();
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    EXPECT_EQ(collector.runs(), final_runs);
+}
+
+TEST_F(BlobStoreTest, ZeroPeriodDisablesThePeriodicCollector) {
+    BlobInfo orphan = store_bytes(*store, "orphan");
+    age(*store, orphan.sha256, std::chrono::hours(2));
+    OrphanBlobCollector collector(*db, *store, std::chrono::milliseconds(0));
+    collector.start();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(collector.runs(), 0u);
+    EXPECT_TRUE(store->exists(orphan.sha256));
+    EXPECT_EQ(collector.run_once(), std::optional<std::size_t>(1));  // by hand it still works
+}
+
+TEST_F(BlobStoreTest, ProbeWriteLeavesNothingBehind) {
+    store->probe_write();
+    store->probe_write();
+    EXPECT_EQ(entries_in(store->temp_dir()), 0u);
+    EXPECT_EQ(blob_files(*store), 0u);
+}
+
+TEST(StorageErrorTest, OutOfSpaceErrorsAreRecognised) {
+    EXPECT_TRUE(is_no_space(std::error_code(ENOSPC, std::generic_category())));
+    EXPECT_TRUE(is_no_space(std::error_code(ENOSPC, std::system_category())));
+    EXPECT_TRUE(is_no_space(std::error_code(EDQUOT, std::generic_category())));
+    EXPECT_FALSE(is_no_space(std::error_code(EIO, std::generic_category())));
+    EXPECT_FALSE(is_no_space(std::error_code(EACCES, std::system_category())));
+    EXPECT_EQ(to_string(StorageErrorKind::no_space), "no_space");
+}

@@ -12,6 +12,7 @@
 
 #include "otad/storage/error.hpp"
 #include "otad/storage/migrations.hpp"
+#include "otad/storage/settings_repository.hpp"
 #include "storage_test_support.hpp"
 
 using namespace otad::storage;
@@ -258,6 +259,31 @@ TEST(DatabaseTest, CachedStatementBindingsAreClearedBetweenUses) {
     auto st = c->prepare("SELECT ?");
     ASSERT_TRUE(st->executeStep());
     EXPECT_TRUE(st->getColumn(0).isNull());
+}
+
+TEST(DatabaseTest, AFullDatabaseIsNoSpaceAndStaysReadable) {
+    TempDir dir;
+    Database db(options_in(dir));
+    migrate(db);
+    // SQLite answers SQLITE_FULL at its page limit exactly as on a full disk.
+    {
+        auto lease = db.lease();
+        const int pages = lease->sqlite().execAndGet("PRAGMA page_count").getInt();
+        lease->execute_script("PRAGMA max_page_count = " + std::to_string(pages + 8));
+        SettingsRepository settings(*lease);
+        int stored = 0;
+        try {
+            for (; stored < 100; ++stored) settings.set("filler-" + std::to_string(stored), std::string(4096, 'x'));
+            ADD_FAILURE() << "the page limit was never reached";
+        } catch (const StorageError& e) {
+            EXPECT_EQ(e.kind(), StorageErrorKind::no_space) << e.what();
+        }
+        // What was committed before stays readable and the connection usable.
+        ASSERT_GT(stored, 0);
+        EXPECT_EQ(settings.get("filler-0"), std::string(4096, 'x'));
+        EXPECT_EQ(lease->sqlite().execAndGet("PRAGMA integrity_check").getString(), "ok");
+    }
+    EXPECT_EQ(db.ping(), latest_known_version());
 }
 
 TEST(DatabaseTest, PingReportsSchemaVersion) {

@@ -108,17 +108,21 @@ TEST_F(TokenRepositoryTest, CreateWithSecretRegistersAKnownSecret) {
     EXPECT_THROW(tokens.create_with_secret("empty", TokenRole::viewer, ""), StorageError);
 }
 
-TEST_F(TokenRepositoryTest, AuthenticateTouchesLastUsedAtAtMostOncePerInterval) {
+TEST_F(TokenRepositoryTest, RecordUsesWritesBatchedTimesAndNeverGoesBack) {
     auto lease = db->lease();
     TokenRepository tokens(*lease);
-    CreatedToken token = tokens.create("ci", TokenRole::uploader);
-    EXPECT_EQ(tokens.authenticate(token.secret, 1000)->last_used_at, 1000);
-    EXPECT_EQ(tokens.find_by_secret(token.secret)->last_used_at, 1000);
-    EXPECT_EQ(tokens.authenticate(token.secret, 1059)->last_used_at, 1000);
-    EXPECT_EQ(tokens.find_by_secret(token.secret)->last_used_at, 1000);
-    EXPECT_EQ(tokens.authenticate(token.secret, 1060)->last_used_at, 1060);
-    EXPECT_EQ(tokens.find_by_secret(token.secret)->last_used_at, 1060);
-    EXPECT_FALSE(tokens.authenticate("wrong", 2000).has_value());
+    CreatedToken a = tokens.create("a", TokenRole::uploader);
+    CreatedToken b = tokens.create("b", TokenRole::viewer);
+    tokens.record_uses({{a.record.id, 1000}, {b.record.id, 1010}, {424242, 1020}});  // unknown id: skipped
+    EXPECT_EQ(tokens.find_by_secret(a.secret)->last_used_at, 1000);
+    EXPECT_EQ(tokens.find_by_secret(b.secret)->last_used_at, 1010);
+    // A late batch with an older time does not move it back.
+    tokens.record_uses({{a.record.id, 900}, {b.record.id, 1100}});
+    EXPECT_EQ(tokens.find_by_secret(a.secret)->last_used_at, 1000);
+    EXPECT_EQ(tokens.find_by_secret(b.secret)->last_used_at, 1100);
+    auto listed = tokens.list();
+    ASSERT_EQ(listed.size(), 2u);
+    EXPECT_EQ(listed[0].last_used_at, 1000);
 }
 
 TEST_F(TokenRepositoryTest, CountAdminsCountsActiveAdminsOnly) {
