@@ -416,8 +416,9 @@ Response nonos_plain_file(Request& request, Services& services, std::string_view
 }  // namespace
 
 void add_compat_routes(Router& router, Services& services) {
-    // SQLite lookups: on the worker pool. Images count as downloads.
-    const RouteOptions options{.runs_inline = false, .is_download = true};
+    // SQLite lookups: on the worker pool. Images count as downloads. Legacy
+    // clients often cannot do TLS: served on the plain listener too.
+    const RouteOptions options{.runs_inline = false, .is_download = true, .on_plain_listener = true};
     router.add(Method::get, "/api/v1/arduino/{product}",
                [&services](Request& r) { return guarded([&] { return arduino_check(r, services); }); }, options);
     // HEAD falls back to these GET routes (Router).

@@ -13,6 +13,7 @@
 
 #include "otad/api/auth.hpp"
 #include "otad/api/device_auth.hpp"
+#include "otad/api/pre_body_auth.hpp"
 #include "otad/api/problem.hpp"
 #include "otad/api/routes.hpp"
 #include "otad/domain/blob_cache.hpp"
@@ -500,13 +501,21 @@ void add_device_routes(Router& router, Services& services) {
     // On the worker pool: a poll is cached lookups, but a cache miss reads SQLite and the first
     // offer of a release commits a write. Measured inline on the I/O thread it was no faster
     // here (2 cores) and its p99 latency was worse (docs/device-api.md).
-    router.add(Method::get, "/api/v1/update", bind(services, poll));
+    // Polls and reports are the device side: on the plain listener too. The rest
+    // (operator views, device keys, and the public signing keys, a trust anchor
+    // that must not be fetched in clear) is HTTPS only.
+    router.add(Method::get, "/api/v1/update", bind(services, poll), {.on_plain_listener = true});
     router.add(Method::post, "/api/v1/devices/{id}/report", bind(services, report),
-               {.max_body_bytes = kReportBodyLimit});
+               {.body = BodyPolicy::buffered,
+                .max_body_bytes = kReportBodyLimit,
+                .on_plain_listener = true,
+                .authorize = device_report_before_body(services)});
     router.add(Method::get, "/api/v1/devices", bind(services, list_devices));
     router.add(Method::get, "/api/v1/devices/{id}", bind(services, get_device));
     router.add(Method::post, "/api/v1/products/{product}/device-keys", bind(services, create_device_key),
-               {.max_body_bytes = kKeyBodyLimit});
+               {.body = BodyPolicy::buffered,
+                .max_body_bytes = kKeyBodyLimit,
+                .authorize = operator_before_body(services, Role::admin)});
     router.add(Method::get, "/api/v1/products/{product}/device-keys", bind(services, list_device_keys));
     router.add(Method::del, "/api/v1/products/{product}/device-keys/{name}", bind(services, revoke_device_key));
     router.add(Method::get, "/api/v1/keys", bind(services, public_keys));

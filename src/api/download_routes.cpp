@@ -1,7 +1,8 @@
 // Firmware downloads: GET and HEAD of /api/v1/blobs/{sha256} (content-addressed,
 // what manifests hand out, usually pre-signed) and of the friendly path
 // /firmware/{product}/{version}/{filename}. docs/downloads.md is the contract;
-// protocols.md §0 rules 1-6 and §2 say why every detail is the way it is.
+// docs/protocols.md#server-rules (rules 1-6) and docs/protocols.md#esp-https-ota say
+// why every detail is the way it is.
 //
 // Both routes run on the I/O thread (runs_inline): a cache hit costs a mutex and
 // a hash lookup, the answer is a header block plus FileSlices of the mapped blob
@@ -52,7 +53,7 @@ bool is_token_char(unsigned char c) {
 // escaping '"' and '\'; other bytes become '_'. A name with such bytes also gets
 // `filename*=UTF-8''<percent-encoded>`, unless that would make the header long:
 // hand-written device parsers look for Content-Length within the first ~1 KB of
-// the response (protocols.md §0 rule 1), and net writes Content-Length last.
+// the response (docs/protocols.md#rule-content-length), and net writes Content-Length last.
 std::string content_disposition(std::string_view filename) {
     std::string value = "attachment; filename=\"";
     bool plain = true;
@@ -338,7 +339,8 @@ Response get_firmware(Request& request, Services& services) {
 void add_download_routes(Router& router, Services& services) {
     // HEAD falls back to these GET routes (Router); net counts GETs, not HEADs,
     // against max_concurrent_downloads.
-    const RouteOptions options{.runs_inline = true, .is_download = true};
+    // Devices without TLS fetch firmware on the plain listener too.
+    const RouteOptions options{.runs_inline = true, .is_download = true, .on_plain_listener = true};
     router.add(Method::get, "/api/v1/blobs/{sha256}",
                [&services](Request& request) { return guarded([&] { return get_blob(request, services); }); },
                options);

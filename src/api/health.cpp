@@ -13,7 +13,7 @@ namespace otad::api {
 void add_health_routes(Router& router, Services& services) {
     // Liveness: answered on the I/O thread without touching the disk.
     router.add(Method::get, "/healthz",
-               [](Request&) { return json_response(200, {{"status", "ok"}}); }, {.runs_inline = true});
+               [](Request&) { return json_response(200, {{"status", "ok"}}); }, {.runs_inline = true, .on_plain_listener = true});
 
     // Readiness: the database answers and the blob directory takes a write.
     router.add(Method::get, "/readyz", [&services](Request&) {

@@ -30,14 +30,6 @@ Method parse_method(std::string_view text) noexcept {
     return Method::other;
 }
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    // ASCII only, as HTTP field names and tokens are; std::tolower would cost a
-    // locale-aware call per character on every header lookup.
-    constexpr auto lower = [](char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return lower(x) == lower(y); });
-}
-
 void Headers::add(std::string name, std::string value) {
     // One allocation for a typical request's or response's fields instead of regrowing 1, 2, 4, 8.
     if (fields_.capacity() == 0) fields_.reserve(8);

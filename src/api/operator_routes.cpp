@@ -14,6 +14,7 @@
 
 #include "otad/api/auth.hpp"
 #include "otad/api/multipart.hpp"
+#include "otad/api/pre_body_auth.hpp"
 #include "otad/api/problem.hpp"
 #include "otad/api/routes.hpp"
 #include "otad/domain/catalogue.hpp"
@@ -154,6 +155,12 @@ bool version_mismatch_value(std::string_view text) {
     throw ProblemError(400, "invalid-parameter", "version_mismatch must be allow or deny");
 }
 
+bool trailing_data_value(std::string_view text) {
+    if (text == "allow") return true;
+    if (text == "deny" || text.empty()) return false;
+    throw ProblemError(400, "invalid-parameter", "trailing_data must be allow or deny");
+}
+
 // RFC 9530 Content-Digest: the sha-256 member as hex; nullopt when the header or
 // that member is absent (other algorithms are ignored, as the RFC allows).
 std::optional<std::string> content_digest_sha256(const Request& request) {
@@ -244,6 +251,7 @@ Response upload(Request& request, Services& services, const Operator& op) {
     spec.filename = std::string(request.query_param("filename").value_or(""));
     std::string replace_text(request.query_param("replace").value_or(""));
     std::string version_mismatch_text(request.query_param("version_mismatch").value_or(""));
+    std::string trailing_data_text(request.query_param("trailing_data").value_or(""));
     catalogue.check_names(spec.product, spec.version);
 
     const auto content_digest = content_digest_sha256(request);
@@ -256,7 +264,7 @@ Response upload(Request& request, Services& services, const Operator& op) {
         std::string boundary = multipart_boundary(content_type);
         HashingBody body(*request.body_source);
         MultipartReader reader(body, boundary);
-        std::string field_replace, field_version_mismatch;
+        std::string field_replace, field_version_mismatch, field_trailing_data;
         while (auto part = reader.next_part()) {
             if (part->name == "file") {
                 if (pending) throw MultipartError("the multipart body has more than one 'file' part");
@@ -271,15 +279,19 @@ Response upload(Request& request, Services& services, const Operator& op) {
                                   : part->name == "filename"         ? &spec.filename
                                   : part->name == "replace"          ? &field_replace
                                   : part->name == "version_mismatch" ? &field_version_mismatch
+                                  : part->name == "trailing_data"    ? &field_trailing_data
                                                                      : nullptr;
             if (target == nullptr)
                 throw ProblemError(400, "invalid-parameter",
                                    "unknown form field '" + part->name.substr(0, 64) +
-                                       "'; fields: file, chip, layout, slot, filename, replace, version_mismatch");
+                                       "'; fields: file, chip, layout, slot, filename, replace, version_mismatch, "
+                                       "trailing_data");
             std::string value(util::trim(reader.read_text(kMaxFieldBytes)));
             if (target == &field_replace) merge_field(replace_text, "replace", std::move(value));
             else if (target == &field_version_mismatch)
                 merge_field(version_mismatch_text, "version_mismatch", std::move(value));
+            else if (target == &field_trailing_data)
+                merge_field(trailing_data_text, "trailing_data", std::move(value));
             else merge_field(*target, part->name, std::move(value));
         }
         reader.finish();
@@ -301,6 +313,7 @@ Response upload(Request& request, Services& services, const Operator& op) {
 
     spec.replace = flag_value("replace", replace_text);
     spec.allow_version_mismatch = version_mismatch_value(version_mismatch_text);
+    spec.allow_trailing_data = trailing_data_value(trailing_data_text);
     if (spec.replace && op.role != Role::admin)
         throw ProblemError(403, "forbidden",
                            "replace=true needs an admin token; token '" + op.token_name + "' has role " +
@@ -353,7 +366,10 @@ Response upload_route(Request& request, Services& services, const Operator& op) 
 void add_operator_routes(Router& router, Services& services) {
     domain::Catalogue& catalogue = services.catalogue;
     const std::string base(kBase);
-    const RouteOptions json_body{.max_body_bytes = kJsonBodyLimit};
+    // JSON bodies are buffered; only an admin gets one read (both routes that take one are admin's).
+    const RouteOptions admin_json_body{.body = BodyPolicy::buffered,
+                                       .max_body_bytes = kJsonBodyLimit,
+                                       .authorize = operator_before_body(services, Role::admin)};
 
     // --- products
     router.add(Method::get, base + "/products", operator_route(services, Role::viewer, [&](Request&, const Operator&) {
@@ -378,7 +394,7 @@ void add_operator_routes(Router& router, Services& services) {
                                                r.param("product"), body["allow_project_mismatch"].get<bool>(),
                                                op.actor())));
                               }),
-               json_body);
+               admin_json_body);
 
     // --- releases
     router.add(Method::get, base + "/products/{product}/releases",
@@ -404,8 +420,9 @@ void add_operator_routes(Router& router, Services& services) {
     router.add(Method::post, base + "/products/{product}/releases/{version}/artifacts",
                operator_route(services, Role::uploader,
                               [&](Request& r, const Operator& op) { return upload_route(r, services, op); }),
-               RouteOptions{.stream_body = true,
-                            .max_body_bytes = services.config.max_artifact_bytes + kMultipartAllowance});
+               RouteOptions{.body = BodyPolicy::streamed,
+                            .max_body_bytes = services.config.max_artifact_bytes + kMultipartAllowance,
+                            .authorize = operator_before_body(services, Role::uploader)});
     router.add(Method::get, base + "/products/{product}/releases/{version}/artifacts/{id}",
                operator_route(services, Role::viewer, [&](Request& r, const Operator&) {
                    return json_response(200, to_json(catalogue.get_artifact(r.param("product"), r.param("version"),
@@ -450,7 +467,7 @@ void add_operator_routes(Router& router, Services& services) {
                                                                          body["version"].get<std::string>(),
                                                                          allow_rollback, op.actor(), force)));
                               }),
-               json_body);
+               admin_json_body);
     router.add(Method::del, base + "/products/{product}/channels/{channel}",
                operator_route(services, Role::admin, [&](Request& r, const Operator& op) {
                    catalogue.delete_channel(r.param("product"), r.param("channel"), op.actor());

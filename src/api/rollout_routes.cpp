@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "otad/api/auth.hpp"
+#include "otad/api/pre_body_auth.hpp"
 #include "otad/api/problem.hpp"
 #include "otad/api/routes.hpp"
 #include "otad/domain/rollouts.hpp"
@@ -153,7 +154,10 @@ std::string encode_segment(std::string_view segment) {
 void add_rollout_routes(Router& router, Services& services) {
     if (services.rollouts == nullptr) return;  // not served (a test wiring only other areas)
     const std::string products = "/api/v1/products/{product}";
-    const RouteOptions body{.max_body_bytes = kBodyLimit};
+    // JSON bodies are buffered, and read only for an admin (every route that takes one is admin's).
+    const RouteOptions body{.body = BodyPolicy::buffered,
+                            .max_body_bytes = kBodyLimit,
+                            .authorize = operator_before_body(services, Role::admin)};
     using domain::Rollouts;
 
     router.add(Method::post, products + "/rollouts",

@@ -1,7 +1,10 @@
 #include "serve.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
+#include <thread>
 
 #include "otad/api/routes.hpp"
 #include "otad/domain/blob_cache.hpp"
@@ -10,6 +13,7 @@
 #include "otad/domain/url_signer.hpp"
 #include "otad/net/server.hpp"
 #include "otad/platform/filesystem.hpp"
+#include "otad/platform/resource_limits.hpp"
 #include "otad/storage/audit_repository.hpp"
 #include "otad/storage/token_repository.hpp"
 #include "otad/util/logging.hpp"
@@ -56,6 +60,43 @@ void ensure_admin_token(DataDir& d, spdlog::logger& log) {
     });
 }
 
+// Shares the open-file limit out (net::plan_descriptors), raising the soft
+// limit toward the hard one first as far as the plan would like.
+struct Descriptors {
+    net::DescriptorPlan plan;
+    std::optional<platform::OpenFileLimit> limit;  // nullopt: the OS has none (or will not tell)
+};
+
+Descriptors plan_descriptors(const config::Config& c) {
+    const unsigned io_threads = c.io_threads ? c.io_threads : std::max(1u, std::thread::hardware_concurrency());
+    const auto configured = static_cast<std::uint32_t>(c.max_connections);
+    Descriptors d;
+    d.limit = platform::raise_open_file_limit(net::wanted_open_files(configured, io_threads, c.worker_threads));
+    const std::uint64_t soft = d.limit ? d.limit->soft : std::numeric_limits<std::uint64_t>::max();
+    d.plan = net::plan_descriptors(soft, configured, io_threads, c.worker_threads);
+    return d;
+}
+
+std::string limit_text(std::uint64_t value) {
+    return value == std::numeric_limits<std::uint64_t>::max() ? std::string("unlimited") : std::to_string(value);
+}
+
+void warn_about_listener_choices(const config::Config& c, const Descriptors& d, spdlog::logger& log) {
+    if (!c.http_listen.empty() && c.plain_http_serves_all_routes)
+        util::log_event(log, spdlog::level::warn, "plain HTTP serves every route",
+                        {{"http_listen", c.http_listen},
+                         {"detail", "plain_http_serves_all_routes is on: operator tokens and device keys cross the "
+                                    "network in clear on that listener"}});
+    if (!d.plan.fits)
+        util::log_event(log, spdlog::level::warn, "max_connections exceeds the open-file limit",
+                        {{"max_connections", std::to_string(d.plan.max_connections)},
+                         {"open_file_limit", d.limit ? limit_text(d.limit->soft) : std::string("unknown")},
+                         {"reserved", std::to_string(d.plan.reserved)},
+                         {"detail", "accept() will fail for want of descriptors before max_connections refuses "
+                                    "anyone: raise the limit (ulimit -n, LimitNOFILE=) or set max_connections "
+                                    "to 0 (derived)"}});
+}
+
 }  // namespace
 
 int serve(const config::Config& cfg_in) {
@@ -92,12 +133,20 @@ int serve(const config::Config& cfg_in) {
     options.shutdown_timeout = std::chrono::milliseconds(d.config.shutdown_timeout_ms);
     options.max_header_bytes = static_cast<std::uint32_t>(d.config.max_header_bytes);
     options.max_body_bytes = d.config.max_body_bytes;
-    options.max_connections = static_cast<std::uint32_t>(d.config.max_connections);
+    options.plain_http_serves_all_routes = d.config.plain_http_serves_all_routes;
+    options.hsts_max_age_s = static_cast<std::uint32_t>(d.config.hsts_max_age_s);
+    const Descriptors descriptors = plan_descriptors(d.config);
+    options.max_connections = descriptors.plan.max_connections;
     options.max_concurrent_downloads = static_cast<std::uint32_t>(d.config.max_concurrent_downloads);
     options.retry_after_s = static_cast<std::uint32_t>(d.config.retry_after_s);
+    options.max_concurrent_uploads = static_cast<std::uint32_t>(d.config.max_concurrent_uploads);
+    options.min_upload_rate = d.config.min_upload_rate_bytes_per_s;
+    options.max_buffered_body_bytes_total = d.config.max_buffered_body_bytes_total;
 
     // Shared by every connection: mapped blobs and download lookups (docs/downloads.md).
-    domain::BlobCache blob_cache(*d.database, *d.blobs);
+    domain::BlobCacheOptions cache_options;
+    cache_options.max_blobs = static_cast<std::size_t>(descriptors.plan.mapped_files);  // one descriptor each
+    domain::BlobCache blob_cache(*d.database, *d.blobs, cache_options);
     const auto url_signer =
         domain::UrlSigner::load_or_create(*d.database, static_cast<std::int64_t>(d.config.url_window_s),
                                           static_cast<std::int64_t>(d.config.url_validity_s));
@@ -118,7 +167,15 @@ int serve(const config::Config& cfg_in) {
                      {"schema_version", std::to_string(d.schema_now)},
                      {"migrated_from", std::to_string(d.schema_before)},
                      {"temp_files_removed", std::to_string(stale_temps)},
-                     {"orphan_blobs_removed", std::to_string(orphans)}});
+                     {"orphan_blobs_removed", std::to_string(orphans)},
+                     {"open_file_limit", descriptors.limit ? limit_text(descriptors.limit->soft) : "unknown"},
+                     {"max_connections", std::to_string(descriptors.plan.max_connections)},
+                     {"max_connections_from", descriptors.plan.derived ? "open_file_limit" : "config"},
+                     {"plain_http_routes",
+                      d.config.http_listen.empty() ? "off"
+                      : d.config.plain_http_serves_all_routes ? "all"
+                                                              : "device"}});
+    warn_about_listener_choices(d.config, descriptors, *log);
     for (const auto& l : bound) {
         std::string host = l.bound.host.find(':') != std::string::npos ? "[" + l.bound.host + "]" : l.bound.host;
         std::string address = host + ":" + std::to_string(l.bound.port);

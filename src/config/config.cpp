@@ -73,6 +73,23 @@ Binding int_key(std::string name, std::string description, Int Config::*member, 
             [member](const Config& c) { return json(c.*member); }};
 }
 
+Binding bool_key(std::string name, std::string description, bool Config::*member) {
+    std::string n = name;
+    return {{name, "boolean", std::move(description)},
+            [n, member](Config& c, const json& v, const std::string& where) {
+                if (v.is_boolean()) {
+                    c.*member = v.get<bool>();
+                    return;
+                }
+                // From the environment or a flag: text.
+                const std::string text = v.is_string() ? util::to_lower(v.get<std::string>()) : std::string();
+                if (text == "true" || text == "1") c.*member = true;
+                else if (text == "false" || text == "0") c.*member = false;
+                else fail(n, where, "true or false, got " + v.dump());
+            },
+            [member](const Config& c) { return json(c.*member); }};
+}
+
 Binding list_key(std::string name, std::string description, std::vector<std::string> Config::*member) {
     std::string n = name;
     return {{name, "list", std::move(description)},
@@ -102,12 +119,17 @@ const std::vector<Binding>& bindings() {
     static const std::vector<Binding> all = {
         string_key("listen", "HTTPS listener, host:port ([v6]:port for IPv6)", &Config::listen),
         string_key("http_listen", "plain-HTTP listener for legacy devices, host:port; empty: off", &Config::http_listen),
+        bool_key("plain_http_serves_all_routes",
+                 "serve every route on http_listen, operator API included (tokens in clear); false: device routes only",
+                 &Config::plain_http_serves_all_routes),
         string_key("data_dir", "where the database, blobs and generated certificate live", &Config::data_dir),
         string_key("database", "SQLite file; empty: <data_dir>/otad.db", &Config::database),
         string_key("tls_cert", "PEM certificate chain; empty: self-signed, generated once into <data_dir>/tls/",
                    &Config::tls_cert),
         string_key("tls_key", "PEM private key for tls_cert", &Config::tls_key),
         list_key("tls_hostnames", "names and IPs the self-signed certificate is made for", &Config::tls_hostnames),
+        int_key("hsts_max_age_s", "Strict-Transport-Security max-age on HTTPS answers; 0: no header",
+                &Config::hsts_max_age_s, 0, 2 * 365 * kDay),
         string_key("public_url", "base URL devices use to reach otad, e.g. https://ota.example.com; empty: Host header",
                    &Config::public_url),
         int_key("io_threads", "network threads; 0: one per core", &Config::io_threads, 0, 256),
@@ -117,7 +139,8 @@ const std::vector<Binding>& bindings() {
         choice_key("log_format", "log line format", &Config::log_format, {"text", "json"}),
         int_key("handshake_timeout_ms", "TLS handshake deadline", &Config::handshake_timeout_ms, 100, kHourMs),
         int_key("header_timeout_ms", "deadline for a whole request header", &Config::header_timeout_ms, 100, kHourMs),
-        int_key("body_timeout_ms", "deadline for each read of a request body", &Config::body_timeout_ms, 100, kHourMs),
+        int_key("body_timeout_ms", "deadline for a whole API request body, and for each read of an upload",
+                &Config::body_timeout_ms, 100, kHourMs),
         int_key("send_timeout_ms", "deadline for each write of a response (a stalled device is dropped)",
                 &Config::send_timeout_ms, 100, kHourMs),
         int_key("idle_timeout_ms", "keep-alive connection idle deadline", &Config::idle_timeout_ms, 100, kHourMs),
@@ -128,8 +151,9 @@ const std::vector<Binding>& bindings() {
                 &Config::max_body_bytes, 1024, 1ull << 30),
         int_key("max_artifact_bytes", "firmware upload limit (413 past it)", &Config::max_artifact_bytes, 1024,
                 1ull << 40),
-        int_key("max_connections", "open connections at once; more are closed at accept", &Config::max_connections, 1,
-                1'000'000),
+        int_key("max_connections",
+                "open connections at once; more are closed at accept. 0: derived from the open-file limit",
+                &Config::max_connections, 0, 1'000'000),
         int_key("max_concurrent_downloads", "firmware downloads at once; more get 503 + Retry-After",
                 &Config::max_concurrent_downloads, 1, 1'000'000),
         int_key("retry_after_s", "base Retry-After for 503 (a random jitter up to the same again is added)",
@@ -149,6 +173,14 @@ const std::vector<Binding>& bindings() {
                 &Config::device_flush_interval_ms, 10, 600'000),
         int_key("rollback_after_s", "a device still on its old version this long after an offer counts as rolled back",
                 &Config::rollback_after_s, 1, 365 * kDay),
+        int_key("max_concurrent_uploads", "firmware uploads at once, each on a thread of its own; more get 503",
+                &Config::max_concurrent_uploads, 1, 256),
+        int_key("min_upload_rate_bytes_per_s",
+                "bytes per second an upload must average once past body_timeout_ms (408 below it); 0: off",
+                &Config::min_upload_rate_bytes_per_s, 0, 1ull << 30),
+        int_key("max_buffered_body_bytes_total",
+                "memory for API request bodies across all connections; past it 503 + Retry-After",
+                &Config::max_buffered_body_bytes_total, 64 * 1024, 1ull << 40),
         int_key("rollout_tick_ms", "how often rollout health gates are judged and stage holds checked",
                 &Config::rollout_tick_ms, 50, 600'000),
         int_key("rollout_time_scale", "rollout holds and staleness run this many times faster than the clock (tests)",

@@ -218,6 +218,63 @@ std::string_view after_last_separator(std::string_view name) {
     return cut == std::string_view::npos ? name : name.substr(cut + 1);
 }
 
+// 400 unless `slot` is one of the layout's slots.
+void check_slot(Layout layout, const std::string& slot) {
+    if (layout_allows_slot(layout, slot)) return;
+    json valid = json::array();
+    for (const auto& s : slots_for_layout(layout)) valid.push_back(s);
+    std::string what = slot.empty() ? "a slot is required" : "slot " + shown(slot) + " is not valid";
+    throw CatalogueError(Kind::invalid, "invalid-slot",
+                         what + " for layout " + std::string(to_string(layout)) + "; valid slots: " +
+                             valid_slot_names(layout),
+                         {{"valid_slots", valid}});
+}
+
+std::string default_filename(const ResolvedUpload& target) {
+    return is_nonos_layout(target.layout) ? target.slot + ".bin" : "firmware.bin";
+}
+
+// The default name when default_filename() is taken in the release: unique per
+// (chip, layout, slot), the key of an artifact in its release.
+std::string qualified_default_filename(const ResolvedUpload& target) {
+    const std::string layout(to_string(target.layout));
+    if (is_nonos_layout(target.layout)) return target.slot + "-" + layout + ".bin";
+    return "firmware-" + std::string(to_string(target.chip)) + "-" + layout +
+           (target.slot.empty() ? "" : "-" + target.slot) + ".bin";
+}
+
+std::string artifact_key(std::string_view chip, std::string_view layout, std::string_view slot) {
+    return std::string(chip) + "/" + std::string(layout) + (slot.empty() ? "" : "/" + std::string(slot));
+}
+
+// A version that was offered to devices and then deleted may come back only with
+// the bytes devices may hold: the upload's (chip, layout, slot) must be in the
+// tombstone with the same SHA-256.
+void check_tombstone(const std::vector<storage::ReleaseTombstone>& tombstone, std::string_view product,
+                     std::string_view version, std::string_view chip, std::string_view layout, std::string_view slot,
+                     const std::string& sha256) {
+    if (tombstone.empty()) return;
+    json entries = json::array();
+    std::string listed;
+    const storage::ReleaseTombstone* same_key = nullptr;
+    for (const auto& t : tombstone) {
+        entries.push_back({{"chip", t.chip}, {"layout", t.layout}, {"slot", t.slot}, {"sha256", t.sha256}});
+        listed += (listed.empty() ? "" : ", ") + artifact_key(t.chip, t.layout, t.slot) + " sha256 " + t.sha256;
+        if (t.chip == chip && t.layout == layout && t.slot == slot) same_key = &t;
+    }
+    if (same_key && same_key->sha256 == sha256) return;
+    const std::string key = artifact_key(chip, layout, slot);
+    throw CatalogueError(
+        Kind::conflict, "release-was-offered",
+        "release " + shown(version) + " of " + shown(product) +
+            " was offered to devices before it was deleted, so that version can only come back with the bytes "
+            "devices may already have (" + listed + "); " +
+            (same_key ? "this " + key + " upload has sha256 " + sha256
+                      : "it had no " + key + " artifact") +
+            ". Upload the new build under a new version",
+        {{"version", std::string(version)}, {"tombstone", entries}});
+}
+
 }  // namespace
 
 // --- names ------------------------------------------------------------------
@@ -267,11 +324,9 @@ ResolvedUpload Catalogue::resolve(const UploadSpec& spec) const {
     out.chip = *chip;
 
     if (spec.layout.empty()) {
-        if (out.chip == Chip::esp8266)
-            throw CatalogueError(Kind::invalid, "invalid-layout",
-                                 "layout is required for esp8266; valid layouts: " + valid_layout_names(),
-                                 {{"valid_layouts", layout_list()}});
-        out.layout = out.chip == Chip::generic ? Layout::single : Layout::ota;
+        // ESP8266 images state their layout; the others default.
+        out.layout_from_image = out.chip == Chip::esp8266;
+        out.layout = out.chip == Chip::generic || out.chip == Chip::esp8266 ? Layout::single : Layout::ota;
     } else {
         auto layout = parse_layout(spec.layout);
         if (!layout)
@@ -288,15 +343,12 @@ ResolvedUpload Catalogue::resolve(const UploadSpec& spec) const {
                                  " use ota or single",
                              {{"valid_layouts", json::array({"ota", "single"})}});
 
-    if (!layout_allows_slot(out.layout, spec.slot)) {
-        json valid = json::array();
-        for (const auto& s : slots_for_layout(out.layout)) valid.push_back(s);
-        std::string what = spec.slot.empty() ? "a slot is required" : "slot " + shown(spec.slot) + " is not valid";
-        throw CatalogueError(Kind::invalid, "invalid-slot",
-                             what + " for layout " + std::string(to_string(out.layout)) +
-                                 "; valid slots: " + valid_slot_names(out.layout),
-                             {{"valid_slots", valid}});
-    }
+    // With the layout still to come from the image, a slot can only be checked
+    // against what some ESP8266 layout accepts.
+    if (!out.layout_from_image) check_slot(out.layout, spec.slot);
+    else if (!spec.slot.empty() && !layout_allows_slot(Layout::nonos_512_512, spec.slot) &&
+             !layout_allows_slot(Layout::ota, spec.slot))
+        check_slot(Layout::ota, spec.slot);
     out.slot = spec.slot;
 
     if (!spec.filename.empty()) {
@@ -309,7 +361,8 @@ ResolvedUpload Catalogue::resolve(const UploadSpec& spec) const {
     } else if (auto suggested = after_last_separator(spec.suggested_filename); is_valid_filename(suggested)) {
         out.filename = suggested;
     } else {
-        out.filename = is_nonos_layout(out.layout) ? out.slot + ".bin" : "firmware.bin";
+        out.filename_defaulted = true;
+        out.filename = default_filename(out);
     }
 
     if (spec.expected_sha256 &&
@@ -354,15 +407,32 @@ PendingUpload Catalogue::receive(ByteSource& body) {
     return PendingUpload(std::move(writer));
 }
 
-json Catalogue::inspect(const storage::BlobInfo& blob, const ResolvedUpload& target, const UploadSpec& spec) {
+json Catalogue::inspect(const storage::BlobInfo& blob, ResolvedUpload& target, const UploadSpec& spec) {
     if (target.chip == Chip::generic) return json{{"format", "opaque"}};
     FileImageReader reader(blobs_.path_for(blob.sha256));
-    InspectionResult result = inspect_esp_image(reader, target.chip);
+    InspectOptions options;
+    options.allow_trailing_data = spec.allow_trailing_data;
+    InspectionResult result = inspect_esp_image(reader, target.chip, options);
     if (!result) {
         const ImageError& e = result.error();
         throw CatalogueError(Kind::unprocessable, "invalid-image", e.detail, {{"code", e.code}});
     }
     const ImageInfo& info = result.info();
+    if (target.layout_from_image) {
+        const auto layout = implied_layout(info);
+        if (!layout) {
+            std::string why = "file is " + describe_image(info);
+            if (info.format == ImageFormat::esp8266_v2)
+                why = "image flash size map " + std::to_string(info.flash_size_map.value_or(0xFF)) +
+                      " has no FOTA layout";
+            throw CatalogueError(Kind::unprocessable, "invalid-image",
+                                 "layout was not given and the image does not state one: " + why,
+                                 {{"code", "layout-mismatch"}});
+        }
+        target.layout = *layout;
+        check_slot(target.layout, target.slot);
+        if (target.filename_defaulted) target.filename = default_filename(target);
+    }
     if (auto e = check_declared(info, target.chip, target.layout, target.slot))
         throw CatalogueError(Kind::unprocessable, "invalid-image", e->detail, {{"code", e->code}});
     if (info.app_desc && !info.app_desc->version.empty() && !spec.allow_version_mismatch &&
@@ -375,9 +445,8 @@ json Catalogue::inspect(const storage::BlobInfo& blob, const ResolvedUpload& tar
 }
 
 UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std::string_view actor) {
-    const ResolvedUpload target = resolve(spec);
+    ResolvedUpload target = resolve(spec);
     const std::string chip(to_string(target.chip));
-    const std::string layout(to_string(target.layout));
 
     std::shared_lock lifecycle(blob_lifecycle_);
     storage::BlobInfo blob;
@@ -397,6 +466,7 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
     std::vector<std::string> freed_blobs;
     try {
         json metadata = inspect(blob, target, spec);
+        const std::string layout(to_string(target.layout));
 
         result = database_.write([&](storage::Connection& c) {
             CatalogueRepository repo(c);
@@ -415,6 +485,8 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
             }
 
             product_id = product->id;
+            check_tombstone(repo.list_tombstones(product->id, release->version), product->name, release->version,
+                            chip, layout, target.slot, blob.sha256);
             auto existing = repo.find_artifact(release->id, chip, layout, target.slot);
             if (existing && existing->sha256 == blob.sha256) {
                 out.outcome = UploadOutcome::unchanged;
@@ -424,8 +496,8 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
             const std::string where = "release " + shown(release->version) + " of " + shown(product->name);
             if (existing && !spec.replace)
                 throw CatalogueError(Kind::conflict, "artifact-exists",
-                                     where + " already has a " + chip + "/" + layout +
-                                         (target.slot.empty() ? "" : "/" + target.slot) + " artifact (id " +
+                                     where + " already has an artifact for " + artifact_key(chip, layout, target.slot) +
+                                         " (id " +
                                          std::to_string(existing->id) + ", sha256 " + existing->sha256 +
                                          ") with different bytes; releases are immutable (an admin may replace "
                                          "it with replace=true until the release is offered to a device)",
@@ -433,6 +505,28 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
             if (release->offered)
                 throw CatalogueError(Kind::conflict, "release-offered",
                                      where + " was offered to devices; its artifacts can no longer change");
+
+            // /firmware/{product}/{version}/{filename} names one artifact.
+            std::string filename = target.filename;
+            auto holder_of = [&](const std::string& name) -> std::optional<storage::Artifact> {
+                for (auto& other : repo.list_artifacts(release->id))
+                    if (other.filename == name && !(existing && other.id == existing->id)) return other;
+                return std::nullopt;
+            };
+            auto holder = holder_of(filename);
+            if (holder && target.filename_defaulted) {
+                filename = qualified_default_filename(target);
+                holder = holder_of(filename);
+            }
+            if (holder)
+                throw CatalogueError(Kind::conflict, "filename-exists",
+                                     where + " already has an artifact named " + shown(filename) + " (id " +
+                                         std::to_string(holder->id) + ", " +
+                                         artifact_key(holder->chip, holder->layout, holder->slot) +
+                                         "); /firmware/{product}/{version}/{filename} must name one artifact, so "
+                                         "give this one another filename",
+                                     {{"artifact_id", holder->id}, {"filename", filename}, {"chip", holder->chip},
+                                      {"layout", holder->layout}, {"slot", holder->slot}});
 
             const std::string project = metadata.contains("app_desc") && metadata["app_desc"].is_object()
                                             ? metadata["app_desc"].value("project_name", std::string())
@@ -459,7 +553,7 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
             row.chip = chip;
             row.layout = layout;
             row.slot = target.slot;
-            row.filename = target.filename;
+            row.filename = filename;
             row.sha256 = blob.sha256;
             row.md5 = blob.md5;
             row.size = blob.size;
@@ -467,7 +561,7 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
             storage::Artifact stored = repo.insert_artifact(row);
 
             json detail = {{"chip", chip},         {"layout", layout},        {"slot", target.slot},
-                           {"filename", target.filename}, {"sha256", blob.sha256}, {"size", blob.size},
+                           {"filename", filename}, {"sha256", blob.sha256}, {"size", blob.size},
                            {"created_product", created_product}, {"created_release", created_release}};
             if (existing) detail["replaced_artifact_id"] = existing->id;
             storage::AuditRepository(c).append(actor, existing ? "artifact.replace" : "artifact.upload",

@@ -5,28 +5,12 @@
 #include <set>
 
 #include "otad/domain/version.hpp"
+#include "otad/util/strings.hpp"
 
 namespace otad::domain {
 namespace {
 
-char lower_char(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out) c = lower_char(c);
-    return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (lower_char(a[i]) != lower_char(b[i])) return false;
-    return true;
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) noexcept {
-    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
+using util::iequals;
 
 std::string_view trim(std::string_view s) noexcept {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -44,7 +28,7 @@ bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 std::string hex_or_empty(std::string_view text, std::size_t digits) {
     text = trim(text);
     if (text.size() != digits || !std::all_of(text.begin(), text.end(), is_hex)) return {};
-    return lower(text);
+    return util::to_lower(text);
 }
 
 std::optional<std::uint64_t> parse_decimal(std::string_view text) {
@@ -66,18 +50,10 @@ std::optional<std::string_view> find_header(HeaderFields headers, std::string_vi
 
 bool has_header_prefix(HeaderFields headers, std::string_view prefix) {
     for (const auto& field : headers)
-        if (istarts_with(field.first, prefix)) return true;
+        if (util::starts_with_icase(field.first, prefix)) return true;
     return false;
 }
 
-std::string join(const std::vector<std::string>& names) {
-    std::string out;
-    for (const auto& n : names) {
-        if (!out.empty()) out += ", ";
-        out += n;
-    }
-    return out;
-}
 
 // --- Arduino artifact kinds
 
@@ -137,8 +113,8 @@ std::optional<std::string> normalize_mac(std::string_view text) {
     std::string out;
     for (std::size_t i = 0; i < 12; i += 2) {
         if (!out.empty()) out.push_back(':');
-        out.push_back(lower_char(digits[i]));
-        out.push_back(lower_char(digits[i + 1]));
+        out.push_back(util::ascii_lower(digits[i]));
+        out.push_back(util::ascii_lower(digits[i + 1]));
     }
     return out;
 }
@@ -203,7 +179,7 @@ bool is_filesystem_slot(std::string_view slot) noexcept { return iequals(slot, "
 bool is_filesystem_artifact(const ArduinoArtifact& artifact) noexcept {
     if (is_filesystem_slot(artifact.slot)) return true;
     return artifact.chip == Chip::generic &&
-           (istarts_with(artifact.filename, "spiffs") || istarts_with(artifact.filename, "littlefs"));
+           (util::starts_with_icase(artifact.filename, "spiffs") || util::starts_with_icase(artifact.filename, "littlefs"));
 }
 
 ArduinoDecision decide_arduino(const ArduinoRequest& request, std::optional<Chip> requested_chip,
@@ -227,7 +203,7 @@ ArduinoDecision decide_arduino(const ArduinoRequest& request, std::optional<Chip
                 for (Chip c : chips) names.emplace_back(to_string(c));
                 return ArduinoRefused{"ambiguous-chip",
                                       "release " + release.version + " has " + std::string(to_string(mode)) +
-                                          " images for several ESP32-family chips (" + join(names) +
+                                          " images for several ESP32-family chips (" + util::join(names) +
                                           ") and the x-ESP32-* headers do not say which chip this is; add "
                                           "?chip=<name> to the update URL"};
             }
@@ -283,7 +259,7 @@ ArduinoDecision decide_arduino(const ArduinoRequest& request, std::optional<Chip
 // ---------------------------------------------------------------- NONOS
 
 std::optional<NonosFile> parse_nonos_filename(std::string_view filename) {
-    const std::string name = lower(trim(filename));
+    const std::string name = util::to_lower(trim(filename));
     if (name.size() < 9 || name.compare(0, 4, "user") != 0 || (name[4] != '1' && name[4] != '2')) return std::nullopt;
     NonosFile file{name.substr(0, 5), std::nullopt};
     std::string_view rest = std::string_view(name).substr(5);
@@ -319,7 +295,7 @@ NonosDecision decide_nonos(const NonosFile& file, std::optional<Layout> layout, 
         if (layouts.size() > 1) {
             std::vector<std::string> names;
             for (Layout l : layouts) names.emplace_back(to_string(l));
-            return NonosAmbiguous{"release " + version + " has NONOS builds for several layouts (" + join(names) +
+            return NonosAmbiguous{"release " + version + " has NONOS builds for several layouts (" + util::join(names) +
                                   "); the request does not say which flash map the device has: add &layout=, "
                                   "or use one product (and device key) per flash map"};
         }

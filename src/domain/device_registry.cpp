@@ -281,21 +281,21 @@ FlushStats DeviceRegistry::flush_locked() {
 }
 
 std::optional<std::int64_t> DeviceRegistry::product_of(std::string_view device_id) {
-    auto look = [&]() -> std::optional<std::int64_t> {
-        {
-            std::lock_guard lock(pending_mutex_);
-            if (auto it = pending_.find(std::string(device_id)); it != pending_.end())
-                return it->second.sighting.product_id;
-        }
-        auto row = database_.read([&](storage::Connection& c) { return storage::DeviceRepository(c).get(device_id); });
-        if (!row) return std::nullopt;
-        return row->product_id;
-    };
-    if (auto found = look()) return found;
-    // A flush may hold the sighting between taking it from pending_ and committing
-    // it: wait for that flush (it owns write_mutex_), then look again.
-    { std::lock_guard wait_for_flush(write_mutex_); }
-    return look();
+    {
+        std::lock_guard lock(pending_mutex_);
+        if (auto it = pending_.find(std::string(device_id)); it != pending_.end()) return it->second.sighting.product_id;
+    }
+    // A flush in progress has taken the sighting out of pending_ and not committed it
+    // yet: the device is in neither place. Wait for the flush (same lock order as
+    // report(): write, then pending), then look again.
+    std::lock_guard write(write_mutex_);
+    {
+        std::lock_guard lock(pending_mutex_);
+        if (auto it = pending_.find(std::string(device_id)); it != pending_.end()) return it->second.sighting.product_id;
+    }
+    auto row = database_.read([&](storage::Connection& c) { return storage::DeviceRepository(c).get(device_id); });
+    if (!row) return std::nullopt;
+    return row->product_id;
 }
 
 bool DeviceRegistry::report(const DeviceReport& report) {

@@ -29,6 +29,14 @@ nlohmann::ordered_json app_of(const nlohmann::json& metadata) {
     return app;
 }
 
+// esp_app_desc_t.version as inspected at upload; "" when the image has none.
+std::string app_version_of(const nlohmann::json& metadata) {
+    auto it = metadata.find("app_desc");
+    if (it == metadata.end() || !it->is_object()) return {};
+    auto version = it->find("version");
+    return version != it->end() && version->is_string() ? version->get<std::string>() : std::string();
+}
+
 std::optional<std::uint32_t> secure_version_of(const nlohmann::json& metadata) {
     auto it = metadata.find("app_desc");
     if (it == metadata.end() || !it->is_object()) return std::nullopt;
@@ -241,7 +249,8 @@ std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::load_snapsh
         if (!chip || !layout) continue;  // written by a newer otad: not ours to offer
         nlohmann::json metadata = nlohmann::json::parse(a.metadata_json, nullptr, /*allow_exceptions=*/false);
         if (metadata.is_discarded()) metadata = nlohmann::json::object();
-        snap->candidates.push_back(CandidateArtifact{a.id, *chip, *layout, a.slot, secure_version_of(metadata)});
+        snap->candidates.push_back(
+            CandidateArtifact{a.id, *chip, *layout, a.slot, secure_version_of(metadata), app_version_of(metadata)});
         snap->candidate_rows.push_back(i);
         snap->apps[i] = app_of(metadata);
     }

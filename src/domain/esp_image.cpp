@@ -44,20 +44,76 @@ constexpr std::uint32_t kIromUser2Map234 = 0x40281010;  // 512+512: user2 at 0x8
 constexpr std::uint32_t kCensusMinPointers = 8;
 constexpr std::uint32_t kCensusMajorityPercent = 90;
 
-struct ChipIdEntry {
+// ESP8266 (esptool esptool/loader.py IROM_MAP_START/END, targets/esp8266.py).
+constexpr std::uint32_t kEsp8266IromStart = 0x40200000;
+constexpr std::uint32_t kEsp8266IromEnd = 0x40300000;
+// Arduino ESP8266 bins (esp8266/Arduino tools/elf2bin.py): eboot, 0xAA up to
+// 0x1000, the sketch there; its irom0 is linked at 0x40201010 (tools/sdk/ld/
+// eagle.flash.*.ld); add_crc writes the length and CRC into the first 8 bytes
+// of irom0 (placeholders in tools/sdk/ld/eagle.app.v6.common.ld.h).
+constexpr std::uint64_t kArduinoAppOffset = 0x1000;
+constexpr std::uint8_t kArduinoFill = 0xAA;
+constexpr std::uint64_t kArduinoCrcLengthAt = 0x1010;
+constexpr std::uint32_t kArduinoIrom = 0x40201010;
+constexpr std::uint32_t kArduinoCrcPoly = 0x04C11DB7;
+constexpr std::uint32_t kEbootIramStart = 0x4010F000;  // bootloaders/eboot/eboot.ld iram1_0_seg
+constexpr std::uint32_t kEbootIramEnd = 0x40110000;
+// tools/signing.py appends signature + u32 length; RSA up to 16384 bits fits.
+constexpr std::uint32_t kMaxSignatureBytes = 4096;
+constexpr std::uint64_t kFlashSector = 4096;
+constexpr std::uint8_t kErasedByte = 0xFF;
+// esp_bootloader_desc_t: magic_byte 0x50 (ESP_BOOTLOADER_DESC_MAGIC_BYTE), 80 bytes.
+constexpr std::uint8_t kBootloaderDescMagic = 0x50;
+constexpr std::size_t kBootloaderDescSize = 80;
+
+// One ESP32-family chip: its image chip_id (esp_app_format.h esp_chip_id_t;
+// esptool targets/*.py IMAGE_CHIP_ID), the address ranges its MMU maps flash
+// into (esptool IROM_MAP_* / DROM_MAP_*: every app has a segment there, a
+// bootloader none), and where its second-stage bootloader is flashed
+// (esptool BOOTLOADER_FLASH_OFFSET).
+struct ChipEntry {
     Chip chip;
     std::uint16_t id;
+    std::string_view name;
+    std::uint32_t irom_start, irom_end, drom_start, drom_end;
+    std::uint32_t bootloader_offset;
 };
-// esp_app_format.h esp_chip_id_t; esptool targets/*.py IMAGE_CHIP_ID.
-constexpr std::array kChipIds = {
-    ChipIdEntry{Chip::esp32, 0x0000},   ChipIdEntry{Chip::esp32s2, 0x0002},
-    ChipIdEntry{Chip::esp32c3, 0x0005}, ChipIdEntry{Chip::esp32s3, 0x0009},
-    ChipIdEntry{Chip::esp32c2, 0x000C}, ChipIdEntry{Chip::esp32c6, 0x000D},
-    ChipIdEntry{Chip::esp32h2, 0x0010}, ChipIdEntry{Chip::esp32p4, 0x0012},
-    ChipIdEntry{Chip::esp32c61, 0x0014}, ChipIdEntry{Chip::esp32c5, 0x0017},
-    ChipIdEntry{Chip::esp32h21, 0x0019}, ChipIdEntry{Chip::esp32h4, 0x001C},
-    ChipIdEntry{Chip::esp32s31, 0x0020},
+constexpr std::array kChips = {
+    ChipEntry{Chip::esp32, 0x0000, "ESP32", 0x400D0000, 0x40400000, 0x3F400000, 0x3F800000, 0x1000},
+    ChipEntry{Chip::esp32s2, 0x0002, "ESP32-S2", 0x40080000, 0x40B80000, 0x3F000000, 0x3F3F0000, 0x1000},
+    ChipEntry{Chip::esp32c3, 0x0005, "ESP32-C3", 0x42000000, 0x42800000, 0x3C000000, 0x3C800000, 0x0},
+    ChipEntry{Chip::esp32s3, 0x0009, "ESP32-S3", 0x42000000, 0x44000000, 0x3C000000, 0x3E000000, 0x0},
+    ChipEntry{Chip::esp32c2, 0x000C, "ESP32-C2", 0x42000000, 0x42400000, 0x3C000000, 0x3C400000, 0x0},
+    ChipEntry{Chip::esp32c6, 0x000D, "ESP32-C6", 0x42000000, 0x42800000, 0x42800000, 0x43000000, 0x0},
+    ChipEntry{Chip::esp32h2, 0x0010, "ESP32-H2", 0x42000000, 0x42800000, 0x42800000, 0x43000000, 0x0},
+    ChipEntry{Chip::esp32p4, 0x0012, "ESP32-P4", 0x40000000, 0x4C000000, 0x40000000, 0x4C000000, 0x2000},
+    ChipEntry{Chip::esp32c61, 0x0014, "ESP32-C61", 0x42000000, 0x42800000, 0x42800000, 0x43000000, 0x0},
+    ChipEntry{Chip::esp32c5, 0x0017, "ESP32-C5", 0x42000000, 0x44000000, 0x42000000, 0x44000000, 0x2000},
+    ChipEntry{Chip::esp32h21, 0x0019, "ESP32-H21", 0x42000000, 0x42800000, 0x42800000, 0x43000000, 0x0},
+    ChipEntry{Chip::esp32h4, 0x001C, "ESP32-H4", 0x42000000, 0x42800000, 0x42800000, 0x43000000, 0x2000},
+    ChipEntry{Chip::esp32s31, 0x0020, "ESP32-S31", 0x40000000, 0x54000000, 0x40000000, 0x54000000, 0x2000},
 };
+
+const ChipEntry* chip_entry(Chip chip) noexcept {
+    for (const auto& e : kChips)
+        if (e.chip == chip) return &e;
+    return nullptr;
+}
+
+bool is_flash_mapped(const ChipEntry& c, std::uint32_t addr) noexcept {
+    return (addr >= c.irom_start && addr < c.irom_end) || (addr >= c.drom_start && addr < c.drom_end);
+}
+
+bool is_esp8266_flash_mapped(std::uint32_t addr) noexcept {
+    return addr >= kEsp8266IromStart && addr < kEsp8266IromEnd;
+}
+
+// "ESP32-C3", "ESP8266": how Espressif writes chip names (and "an" reads right before each).
+std::string chip_display_name(Chip chip) {
+    if (chip == Chip::esp8266) return "ESP8266";
+    if (const ChipEntry* e = chip_entry(chip)) return std::string(e->name);
+    return std::string(to_string(chip));
+}
 
 std::string hex(std::uint64_t value) {
     char buf[24];
@@ -189,18 +245,27 @@ std::optional<ImageError> read_segments(Cursor& cursor, unsigned count, bool req
     return std::nullopt;
 }
 
-// Reads the zero padding and the checksum byte placed as the last byte of a
-// 16-byte block (esptool align_file_position / IDF process_checksum), and compares.
-std::optional<ImageError> read_aligned_checksum(Cursor& cursor, std::uint8_t computed, ImageInfo& info) {
+// Skips the zero padding to the checksum byte, placed as the last byte of a
+// 16-byte block (esptool align_file_position / IDF process_checksum), and reads it.
+std::optional<ImageError> read_checksum_byte(Cursor& cursor, std::uint64_t& at, std::uint8_t& stored) {
     const std::uint64_t end = cursor.pos();
-    const std::uint64_t at = end + (15 - end % 16);
+    at = end + (15 - end % 16);
     if (at >= cursor.size())
         return error("missing-checksum", "segments end at offset " + hex(end) + "; the checksum byte belongs at " +
                                              hex(at) + " but the file is " + std::to_string(cursor.size()) +
                                              " bytes");
     cursor.skip(at - end);
-    unsigned char stored = 0;
-    cursor.read({&stored, 1});
+    unsigned char byte = 0;
+    cursor.read({&byte, 1});
+    stored = byte;
+    return std::nullopt;
+}
+
+// read_checksum_byte, then compares with the XOR of the segment data.
+std::optional<ImageError> read_aligned_checksum(Cursor& cursor, std::uint8_t computed, ImageInfo& info) {
+    std::uint64_t at = 0;
+    std::uint8_t stored = 0;
+    if (auto e = read_checksum_byte(cursor, at, stored)) return e;
     info.checksum_offset = at;
     info.checksum = stored;
     if (stored != computed)
@@ -287,28 +352,212 @@ InspectionResult parse_esp32(const ImageReader& reader) {
                                                   hex(info.checksum_offset) + " hash to " + util::to_hex(computed));
         info.appended_sha256 = stored;
     }
+    info.content_end = cursor.pos();
     info.trailing_offset = cursor.pos();
     info.trailing_bytes = cursor.remaining();
 
-    // esp_app_desc_t starts the first segment's data (offset 32).
+    // esp_app_desc_t starts an app's first segment (offset 32). Without it the
+    // image is a bootloader when nothing in it is flash-mapped: the ROM loads a
+    // bootloader into RAM, while every app maps code or data from flash.
+    if (!info.segments.empty() && info.segments[0].length >= kAppDescSize) {
+        unsigned char desc[kAppDescSize];
+        const std::uint64_t desc_at = info.segments[0].header_offset + kSegmentHeaderSize;
+        reader.read(desc_at, {reinterpret_cast<char*>(desc), sizeof desc});
+        if (le32(desc) == kAppDescMagic) {
+            info.app_desc = decode_app_desc(desc, desc_at);
+            return info;
+        }
+    }
+    const ChipEntry& entry = *chip_entry(info.chip);
+    const bool maps_flash = std::any_of(info.segments.begin(), info.segments.end(), [&](const SegmentInfo& s) {
+        return s.length > 0 && is_flash_mapped(entry, s.load_addr);
+    });
+    if (!info.segments.empty() && !maps_flash) {
+        info.role = ImageRole::bootloader;
+        if (info.segments[0].length >= kBootloaderDescSize) {
+            unsigned char d[kBootloaderDescSize];
+            reader.read(info.segments[0].header_offset + kSegmentHeaderSize, {reinterpret_cast<char*>(d), sizeof d});
+            if (d[0] == kBootloaderDescMagic) {
+                BootloaderDescription b;
+                b.secure_version = d[3];
+                b.version = le32(d + 4);
+                b.idf_ver = printable(d + 8, 32);
+                b.date_time = printable(d + 40, 24);
+                info.bootloader_desc = std::move(b);
+            }
+        }
+        return info;
+    }
     if (info.segments.empty() || info.segments[0].length < kAppDescSize)
         return error("bad-app-desc", info.segments.empty()
                                          ? std::string("image has no segments, so no esp_app_desc_t")
                                          : "first segment holds " + std::to_string(info.segments[0].length) +
                                                " bytes; esp_app_desc_t needs 256 at offset 0x20");
-    unsigned char desc[kAppDescSize];
+    unsigned char magic[4];
     const std::uint64_t desc_at = info.segments[0].header_offset + kSegmentHeaderSize;
-    reader.read(desc_at, {reinterpret_cast<char*>(desc), sizeof desc});
-    if (le32(desc) != kAppDescMagic)
-        return error("bad-app-desc", "esp_app_desc_t magic at offset " + hex(desc_at) + " is " +
-                                         hex_padded(le32(desc), 8) + ", expected 0xabcd5432 (not an app image?)");
-    info.app_desc = decode_app_desc(desc, desc_at);
-    return info;
+    reader.read(desc_at, {reinterpret_cast<char*>(magic), sizeof magic});
+    return error("bad-app-desc", "esp_app_desc_t magic at offset " + hex(desc_at) + " is " + hex_padded(le32(magic), 8) +
+                                     ", expected 0xabcd5432 (not an app image?)");
 }
 
 // ---------------------------------------------------------- ESP8266 classic
 
-InspectionResult parse_esp8266_classic(const ImageReader& reader) {
+// CRC-32 as elf2bin.py crc8266 and eboot compute it: polynomial 0x04C11DB7,
+// MSB first, initial value 0xFFFFFFFF, no reflection, no final XOR.
+std::uint32_t arduino_crc_update(std::uint32_t crc, std::span<const unsigned char> bytes) noexcept {
+    static const auto table = [] {
+        std::array<std::uint32_t, 256> t{};
+        for (std::uint32_t i = 0; i < 256; ++i) {
+            std::uint32_t c = i << 24;
+            for (int k = 0; k < 8; ++k) c = (c & 0x80000000u) ? (c << 1) ^ kArduinoCrcPoly : c << 1;
+            t[i] = c;
+        }
+        return t;
+    }();
+    for (unsigned char b : bytes) crc = (crc << 8) ^ table[((crc >> 24) ^ b) & 0xFF];
+    return crc;
+}
+
+// The Arduino CRC of bytes [0, length) with the 8 bytes at 0x1010 (length and
+// CRC words) taken as zeros, as add_crc computes it. Reads in bounded chunks.
+std::uint32_t arduino_file_crc(const ImageReader& reader, std::uint64_t length) {
+    Cursor cursor(reader, /*with_sha=*/false, /*with_crc=*/false);
+    std::uint32_t crc = 0xFFFFFFFFu;
+    auto add = [&](std::span<const unsigned char> chunk) { crc = arduino_crc_update(crc, chunk); };
+    cursor.stream(kArduinoCrcLengthAt, add);
+    const unsigned char zeros[8] = {};
+    add(zeros);
+    cursor.skip(8);
+    cursor.stream(length - kArduinoCrcLengthAt - 8, add);
+    return crc;
+}
+
+// What may follow the end of an ESP8266 classic file's content, beyond which
+// bytes are "trailing-data": nothing; for an Arduino sketch the signature
+// block of tools/signing.py (signature, then its length as u32 LE); or 0xFF
+// filling the file up to the next 4 KiB boundary (erased flash, as esptool's
+// --pad-to-size and flash read-backs leave it). Sets info.trailing_*.
+std::optional<ImageError> check_classic_end(const ImageReader& reader, ImageInfo& info, bool signature_allowed,
+                                            const InspectOptions& options) {
+    const std::uint64_t end = info.content_end;
+    const std::uint64_t rest = reader.size() - end;
+    info.trailing_offset = end;
+    info.trailing_bytes = rest;
+    if (rest == 0) return std::nullopt;
+
+    if (signature_allowed && rest > 4 && rest - 4 <= kMaxSignatureBytes) {
+        unsigned char length_word[4];
+        reader.read(reader.size() - 4, {reinterpret_cast<char*>(length_word), 4});
+        if (le32(length_word) == rest - 4) {
+            info.arduino->signature_bytes = static_cast<std::uint32_t>(rest - 4);
+            info.trailing_bytes = 0;
+            return std::nullopt;
+        }
+    }
+    std::vector<unsigned char> head(static_cast<std::size_t>(std::min<std::uint64_t>(rest, 16)));
+    reader.read(end, {reinterpret_cast<char*>(head.data()), head.size()});
+    if (rest < kFlashSector && reader.size() % kFlashSector == 0) {
+        std::vector<char> fill(static_cast<std::size_t>(rest));  // < 4 KiB
+        reader.read(end, fill);
+        if (std::all_of(fill.begin(), fill.end(), [](char b) { return static_cast<std::uint8_t>(b) == kErasedByte; })) {
+            info.trailing_bytes = 0;
+            return std::nullopt;
+        }
+    }
+    if (options.allow_trailing_data) return std::nullopt;
+    std::string first;
+    for (unsigned char b : head) first += hex_padded(b, 2).substr(2);
+    return error("trailing-data",
+                 std::to_string(rest) + " bytes follow the end of the image at offset " + hex(end) + " (they start " +
+                     first + (rest > head.size() ? "..." : "") + "), where " +
+                     (signature_allowed ? "elf2bin writes nothing but an optional signature block (tools/signing.py)"
+                                        : "the toolchain writes nothing") +
+                     "; a concatenated or damaged file? Upload with trailing_data=allow to keep them");
+}
+
+// The sketch of an Arduino bin: eboot (already read, RAM-only) up to `eboot_end`,
+// 0xAA to 0x1000, then the sketch's classic image.
+InspectionResult parse_arduino_sketch(const ImageReader& reader, Cursor& cursor, ImageInfo info,
+                                      const InspectOptions& options) {
+    info.build = Esp8266Build::arduino;
+    ArduinoSketch& sketch = *info.arduino;
+
+    const std::uint64_t fill_from = cursor.pos();
+    std::optional<std::uint64_t> bad_at;
+    std::uint8_t bad_value = 0;
+    std::uint64_t at = fill_from;
+    cursor.stream(kArduinoAppOffset - fill_from, [&](std::span<const unsigned char> chunk) {
+        for (unsigned char b : chunk) {
+            if (!bad_at && b != kArduinoFill) {
+                bad_at = at;
+                bad_value = b;
+            }
+            ++at;
+        }
+    });
+    if (bad_at)
+        return error("bad-padding", "eboot ends at offset " + hex(fill_from) + " and elf2bin fills the rest of the "
+                                    "first 4 KiB with 0xaa up to the sketch at 0x1000, but the byte at offset " +
+                                        hex(*bad_at) + " is " + hex_padded(bad_value, 2));
+
+    unsigned char h[kEsp8266HeaderSize];
+    cursor.read(h);
+    if (h[0] != kImageMagic)
+        return error("bad-magic", "the sketch's header at offset 0x1000 starts with " + hex_padded(h[0], 2) +
+                                      ", expected 0xe9");
+    const unsigned count = h[1];
+    if (count > kMaxSegments) return error("too-many-segments", too_many_segments(count, kArduinoAppOffset));
+    info.entry_addr = le32(h + 4);
+    std::uint8_t data_xor = kChecksumSeed;
+    if (auto e = read_segments(cursor, count, /*require_aligned=*/false, info.segments, data_xor, nullptr)) return *e;
+    if (info.segments.empty() || info.segments[0].load_addr != kArduinoIrom)
+        return error("bad-load-address",
+                     "the sketch at offset 0x1000 starts with " +
+                         (info.segments.empty() ? std::string("no segment")
+                                                : "a segment for " + hex_padded(info.segments[0].load_addr, 8)) +
+                         "; elf2bin writes the flash-mapped .irom0.text first, linked at 0x40201010 (flash 0x1010)");
+    std::uint64_t checksum_at = 0;
+    std::uint8_t stored = 0;
+    if (auto e = read_checksum_byte(cursor, checksum_at, stored)) return *e;
+    info.checksum_offset = checksum_at;
+    info.checksum = stored;
+    info.content_end = cursor.pos();
+
+    // elf2bin computes the checksum over the ELF's bytes, where the length and
+    // CRC words are zero placeholders, then add_crc fills them in.
+    std::uint8_t crc_words_xor = 0;
+    std::uint32_t length_word = 0, crc_word = 0;
+    if (info.segments[0].length >= 8) {
+        unsigned char w[8];
+        reader.read(kArduinoCrcLengthAt, {reinterpret_cast<char*>(w), sizeof w});
+        for (unsigned char b : w) crc_words_xor ^= b;
+        length_word = le32(w);
+        crc_word = le32(w + 4);
+        sketch.has_crc = length_word == info.content_end;
+    }
+    const std::uint8_t expected = sketch.has_crc ? data_xor ^ crc_words_xor : data_xor;
+    if (stored != expected) {
+        if (!sketch.has_crc && crc_words_xor != 0 && stored == (data_xor ^ crc_words_xor))
+            return error("bad-crc", "the sketch's length word at offset 0x1010 says " + std::to_string(length_word) +
+                                        " bytes but the image ends at offset " + hex(info.content_end) +
+                                        " (cut or extended after elf2bin wrote it)");
+        return error("bad-checksum", "the sketch's checksum byte at offset " + hex(checksum_at) + " is " +
+                                         hex_padded(stored, 2) + " but its segment data gives " +
+                                         hex_padded(expected, 2));
+    }
+    if (sketch.has_crc) {
+        sketch.crc_length = length_word;
+        sketch.crc = crc_word;
+        const std::uint32_t computed = arduino_file_crc(reader, length_word);
+        if (computed != crc_word)
+            return error("bad-crc", "the Arduino CRC at offset 0x1014 is " + hex_padded(crc_word, 8) + " but bytes 0.." +
+                                        hex(length_word - 1) + " give " + hex_padded(computed, 8));
+    }
+    if (auto e = check_classic_end(reader, info, /*signature_allowed=*/true, options)) return *e;
+    return info;
+}
+
+InspectionResult parse_esp8266_classic(const ImageReader& reader, const InspectOptions& options) {
     ImageInfo info;
     info.format = ImageFormat::esp8266_classic;
     info.chip = Chip::esp8266;
@@ -324,41 +573,100 @@ InspectionResult parse_esp8266_classic(const ImageReader& reader) {
                                       "; an ESP8266 image starts with 0xe9 (classic) or 0xea (FOTA V2)");
     const unsigned count = h[1];
     if (count > kMaxSegments) return error("too-many-segments", too_many_segments(count, 0));
+    // The first header is what the ROM and the Arduino Updater read: the flash
+    // settings of the whole file.
     info.spi_mode = h[2];
     info.spi_speed = h[3] & 0x0F;
     info.spi_size = h[3] >> 4;
     info.entry_addr = le32(h + 4);
     info.flash_size_map = info.spi_size;
-    info.flash_layout = layout_for_flash_map(info.spi_size);
 
     std::uint8_t checksum = kChecksumSeed;
     if (auto e = read_segments(cursor, count, /*require_aligned=*/false, info.segments, checksum, nullptr)) return *e;
-    if (auto e = read_aligned_checksum(cursor, checksum, info)) return *e;
+    std::uint8_t stored_checksum = 0;
+    if (auto e = read_checksum_byte(cursor, info.checksum_offset, stored_checksum)) return *e;
+    info.checksum = stored_checksum;
+    info.content_end = cursor.pos();
+    if (stored_checksum != checksum) {
+        // A sketch cut off its eboot still carries elf2bin's CRC words, which its
+        // checksum counts as zeros; say what it is rather than "bad checksum".
+        std::uint8_t crc_words_xor = 0;
+        if (!info.segments.empty() && info.segments[0].load_addr == kArduinoIrom && info.segments[0].length >= 8) {
+            unsigned char w[8];
+            reader.read(info.segments[0].header_offset + kSegmentHeaderSize, {reinterpret_cast<char*>(w), sizeof w});
+            for (unsigned char b : w) crc_words_xor ^= b;
+        }
+        if (crc_words_xor == 0 || stored_checksum != (checksum ^ crc_words_xor))
+            return error("bad-checksum", "checksum byte at offset " + hex(info.checksum_offset) + " is " +
+                                             hex_padded(stored_checksum, 2) + " but the segment data gives " +
+                                             hex_padded(checksum, 2));
+    }
 
-    // ESP8266 RTOS SDK v3 apps: esp_app_desc_t at offset 16 (first segment's data)
-    // and a SHA-256 of everything before it appended without a header flag.
-    if (!info.segments.empty() && info.segments[0].length >= kAppDescSize) {
+    const bool maps_flash = std::any_of(info.segments.begin(), info.segments.end(), [](const SegmentInfo& s) {
+        return s.length > 0 && is_esp8266_flash_mapped(s.load_addr);
+    });
+    if (!maps_flash) {
+        // RAM only: eboot in front of an Arduino sketch (0xAA fill, or the
+        // sketch's 0xE9 at 0x1000), or a bootloader alone.
+        char after = 0, at_app = 0;
+        if (info.content_end < reader.size()) reader.read(info.content_end, {&after, 1});
+        if (reader.size() > kArduinoAppOffset) reader.read(kArduinoAppOffset, {&at_app, 1});
+        if (info.content_end <= kArduinoAppOffset && (static_cast<std::uint8_t>(after) == kArduinoFill ||
+                                                      static_cast<std::uint8_t>(at_app) == kImageMagic)) {
+            if (reader.size() < kArduinoAppOffset + kEsp8266HeaderSize)
+                return error("truncated-header", "eboot is followed by elf2bin's 0xaa fill, so this is an Arduino "
+                                                 "sketch bin, but the file ends at offset " + hex(reader.size()) +
+                                                 ", before the sketch's header at 0x1000");
+            ArduinoSketch sketch;
+            sketch.eboot_segments = std::move(info.segments);
+            sketch.eboot_entry_addr = info.entry_addr;
+            sketch.eboot_checksum_offset = info.checksum_offset;
+            info.segments.clear();
+            info.arduino = std::move(sketch);
+            return parse_arduino_sketch(reader, cursor, std::move(info), options);
+        }
+        info.role = ImageRole::bootloader;
+        info.build = Esp8266Build::bootloader;
+        info.trailing_offset = info.content_end;
+        info.trailing_bytes = reader.size() - info.content_end;
+        return info;
+    }
+
+    // One application image. ESP8266 RTOS SDK v3 builds (its esptool fork,
+    // ESP8266V3FirmwareImage) put the flash-mapped segments first, start them
+    // with esp_app_desc_t (offset 16) and append a SHA-256 of bytes 0..checksum.
+    const SegmentInfo& first = info.segments[0];
+    info.build = is_esp8266_flash_mapped(first.load_addr) && first.load_addr != kArduinoIrom
+                     ? Esp8266Build::rtos_app
+                     : Esp8266Build::unknown_app;
+    if (first.length >= kAppDescSize) {
         unsigned char desc[kAppDescSize];
-        const std::uint64_t desc_at = info.segments[0].header_offset + kSegmentHeaderSize;
+        const std::uint64_t desc_at = first.header_offset + kSegmentHeaderSize;
         reader.read(desc_at, {reinterpret_cast<char*>(desc), sizeof desc});
         if (le32(desc) == kAppDescMagic) info.app_desc = decode_app_desc(desc, desc_at);
     }
+    // Its esptool fork appends the SHA-256 to every app (ESP8266V3FirmwareImage
+    // sets append_digest unconditionally), so an RTOS app without it was cut.
     const auto computed = cursor.finish_sha();
+    const std::uint64_t hash_at = cursor.pos();
+    if (info.build == Esp8266Build::rtos_app && cursor.remaining() < kShaSize)
+        return error("truncated-hash", "ESP8266 RTOS SDK v3 apps end with a SHA-256 of bytes 0.." +
+                                           hex(info.checksum_offset) + " at offset " + hex(hash_at) + ", but only " +
+                                           std::to_string(cursor.remaining()) + " bytes follow the checksum");
     if (cursor.remaining() >= kShaSize) {
-        const std::uint64_t at = cursor.pos();
         std::array<std::uint8_t, 32> stored{};
-        reader.read(at, {reinterpret_cast<char*>(stored.data()), stored.size()});
+        reader.read(hash_at, {reinterpret_cast<char*>(stored.data()), stored.size()});
         if (stored == computed) {
             info.appended_sha256 = stored;
             cursor.skip(kShaSize);
-        } else if (info.app_desc) {
-            return error("bad-appended-hash", "RTOS SDK v3 image: SHA-256 at offset " + hex(at) + " is " +
+        } else if (info.build == Esp8266Build::rtos_app || info.app_desc) {
+            return error("bad-appended-hash", "ESP8266 RTOS SDK v3 image: SHA-256 at offset " + hex(hash_at) + " is " +
                                                   util::to_hex(stored) + " but bytes 0.." +
                                                   hex(info.checksum_offset) + " hash to " + util::to_hex(computed));
         }
     }
-    info.trailing_offset = cursor.pos();
-    info.trailing_bytes = cursor.remaining();
+    info.content_end = cursor.pos();
+    if (auto e = check_classic_end(reader, info, /*signature_allowed=*/false, options)) return *e;
     return info;
 }
 
@@ -470,24 +778,54 @@ InspectionResult parse_esp8266_v2(const ImageReader& reader) {
         info.link_slot = census_verdict(census);
     else
         info.link_slot = "unknown";
+    info.content_end = cursor.pos();
     info.trailing_offset = cursor.pos();
     info.trailing_bytes = 0;
     return info;
 }
 
-std::string describe(const ImageInfo& info) {
-    if (info.format == ImageFormat::esp32)
-        return "an " + std::string(to_string(info.chip)) + " image (chip_id " + hex_padded(info.chip_id, 4) + ")";
-    return std::string("an ESP8266 ") + (info.format == ImageFormat::esp8266_v2 ? "FOTA V2" : "classic") + " image";
+std::string segment_addresses(const std::vector<SegmentInfo>& segments) {
+    std::string out;
+    for (const auto& s : segments) out += (out.empty() ? "" : ", ") + hex_padded(s.load_addr, 8);
+    return out;
+}
+
+std::string bootloader_detail(const ImageInfo& info) {
+    const std::string n = std::to_string(info.segments.size());
+    if (info.format == ImageFormat::esp32) {
+        const ChipEntry& c = *chip_entry(info.chip);
+        std::string what = "file is " + describe_image(info);
+        if (info.bootloader_desc && !info.bootloader_desc->idf_ver.empty())
+            what += " built with esp-idf " + info.bootloader_desc->idf_ver;
+        return what + ", not an application: its " + n + " segment(s) load into RAM (" +
+               segment_addresses(info.segments) + ") and none into flash-mapped memory (" +
+               hex_padded(c.irom_start, 8) + ".." + hex_padded(c.irom_end - 1, 8) +
+               (c.drom_start != c.irom_start ? ", " + hex_padded(c.drom_start, 8) + ".." + hex_padded(c.drom_end - 1, 8)
+                                             : std::string()) +
+               ") and there is no esp_app_desc_t: a second-stage bootloader (or another RAM-only program), which "
+               "esptool flashes at " + hex(c.bootloader_offset) + " on an " + chip_display_name(info.chip) +
+               " and which is never an update. Upload the application (build/<project>.bin)";
+    }
+    const bool eboot = std::any_of(info.segments.begin(), info.segments.end(), [](const SegmentInfo& s) {
+        return s.load_addr >= kEbootIramStart && s.load_addr < kEbootIramEnd;
+    });
+    return "file is " + describe_image(info) + ", not an application: its " + n + " segment(s) load into RAM (" +
+           segment_addresses(info.segments) + ") and none into flash-mapped code (0x40200000..0x402fffff), which "
+           "every ESP8266 application has. " +
+           (eboot ? std::string("It is shaped like Arduino's eboot (IRAM at 0x4010f000) without the sketch that "
+                                "elf2bin puts at 0x1000 behind it; upload the sketch's whole .bin")
+                  : std::string("It is shaped like boot_v1.x.bin or the ESP8266 RTOS SDK bootloader.bin (or a NONOS "
+                                "eagle.flash.bin without its eagle.irom0text.bin); upload the application"));
 }
 
 std::optional<ImageError> chip_mismatch(const ImageInfo& info, Chip declared) {
     if (declared == Chip::generic || declared == info.chip) return std::nullopt;
-    return error("chip-mismatch", "file is " + describe(info) + " but the declared chip is " +
-                                      std::string(to_string(declared)));
+    return error("chip-mismatch", "file is " + describe_image(info) + " but the declared chip is " +
+                                      std::string(to_string(declared)) + "; the image is for " +
+                                      std::string(to_string(info.chip)));
 }
 
-InspectionResult inspect(const ImageReader& reader, Chip declared) {
+InspectionResult inspect(const ImageReader& reader, Chip declared, const InspectOptions& options) {
     if (reader.size() == 0) return error("truncated-header", "file is empty");
     char first = 0;
     reader.read(0, {&first, 1});
@@ -501,21 +839,20 @@ InspectionResult inspect(const ImageReader& reader, Chip declared) {
         // parse first (it fails fast on an unknown chip_id), then classic. When
         // both fail, report the failure of the family the uploader meant.
         InspectionResult esp32 = parse_esp32(reader);
-        if (esp32.ok()) {
+        InspectionResult classic = error("bad-magic", "");
+        if (!esp32.ok() || declared == Chip::esp8266) classic = parse_esp8266_classic(reader, options);
+        if (esp32.ok() && !(declared == Chip::esp8266 && classic.ok())) {
             result = std::move(esp32);
+        } else if (classic.ok()) {
+            result = std::move(classic);
         } else {
-            InspectionResult classic = parse_esp8266_classic(reader);
-            if (classic.ok()) {
-                result = std::move(classic);
-            } else {
-                bool esp32_intended = is_esp32_family(declared);
-                if (declared == Chip::generic && reader.size() > 8) {
-                    char wp_pin = 0;
-                    reader.read(8, {&wp_pin, 1});
-                    esp32_intended = static_cast<std::uint8_t>(wp_pin) == kWpPinDisabled;
-                }
-                result = esp32_intended ? std::move(esp32) : std::move(classic);
+            bool esp32_intended = is_esp32_family(declared);
+            if (declared == Chip::generic && reader.size() > 8) {
+                char wp_pin = 0;
+                reader.read(8, {&wp_pin, 1});
+                esp32_intended = static_cast<std::uint8_t>(wp_pin) == kWpPinDisabled;
             }
+            result = esp32_intended ? std::move(esp32) : std::move(classic);
         }
     } else {
         return error("bad-magic", "first byte is " + hex_padded(magic, 2) +
@@ -523,7 +860,9 @@ InspectionResult inspect(const ImageReader& reader, Chip declared) {
                                       "(ESP8266 FOTA V2)");
     }
     if (!result.ok()) return result;
+    // A bootloader of another chip is first of all the wrong chip.
     if (auto e = chip_mismatch(result.info(), declared)) return *e;
+    if (result.info().role == ImageRole::bootloader) return error("bootloader", bootloader_detail(result.info()));
     return result;
 }
 
@@ -573,13 +912,12 @@ void FileImageReader::read(std::uint64_t offset, std::span<char> out) const {
 // --------------------------------------------------------------- chip ids
 
 std::optional<std::uint16_t> esp_chip_id(Chip chip) noexcept {
-    for (const auto& e : kChipIds)
-        if (e.chip == chip) return e.id;
+    if (const ChipEntry* e = chip_entry(chip)) return e->id;
     return std::nullopt;
 }
 
 std::optional<Chip> chip_for_esp_chip_id(std::uint16_t chip_id) noexcept {
-    for (const auto& e : kChipIds)
+    for (const auto& e : kChips)
         if (e.id == chip_id) return e.chip;
     return std::nullopt;
 }
@@ -617,9 +955,66 @@ std::uint32_t esp8266_v2_crc(std::uint32_t c) noexcept {
 
 // --------------------------------------------------------------- API
 
-InspectionResult inspect_esp_image(const ImageReader& reader, Chip declared_chip) {
+std::string_view to_string(ImageRole role) noexcept {
+    return role == ImageRole::bootloader ? "bootloader" : "application";
+}
+
+std::string_view to_string(Esp8266Build build) noexcept {
+    switch (build) {
+        case Esp8266Build::none: return "none";
+        case Esp8266Build::arduino: return "arduino";
+        case Esp8266Build::rtos_app: return "rtos-app";
+        case Esp8266Build::unknown_app: return "unknown-app";
+        case Esp8266Build::bootloader: return "bootloader";
+    }
+    return "none";
+}
+
+std::string_view esp8266_flash_size_name(unsigned nibble) noexcept {
+    // esptool esptool/targets/esp8266.py FLASH_SIZES.
+    switch (nibble) {
+        case 0: return "512KB";
+        case 1: return "256KB";
+        case 2: return "1MB";
+        case 3: return "2MB";
+        case 4: return "4MB";
+        case 5: return "2MB-c1";
+        case 6: return "4MB-c1";
+        case 8: return "8MB";
+        case 9: return "16MB";
+        default: return "";
+    }
+}
+
+std::string describe_image(const ImageInfo& info) {
+    const std::string chip = chip_display_name(info.chip);
+    if (info.format == ImageFormat::esp32)
+        return "an " + chip + (info.role == ImageRole::bootloader ? " bootloader" : " app image") + " (chip_id " +
+               hex_padded(info.chip_id, 4) + ")";
+    if (info.format == ImageFormat::esp8266_v2) return "an ESP8266 NONOS FOTA user bin (0xea)";
+    switch (info.build) {
+        case Esp8266Build::arduino: return "an ESP8266 Arduino sketch bin (eboot, then the sketch at 0x1000)";
+        case Esp8266Build::rtos_app: return "an ESP8266 RTOS SDK v3 app image";
+        case Esp8266Build::bootloader: return "an ESP8266 bootloader";
+        default: break;
+    }
+    if (!info.segments.empty() && info.segments[0].load_addr == kArduinoIrom)
+        return "an ESP8266 Arduino sketch without its eboot (the sketch's irom0 at 0x40201010 belongs at flash "
+               "0x1010, behind eboot)";
+    return "an ESP8266 classic image with flash-mapped code that is neither an Arduino sketch nor an RTOS SDK v3 app";
+}
+
+std::optional<Layout> implied_layout(const ImageInfo& info) noexcept {
+    if (info.format == ImageFormat::esp8266_v2) return info.flash_layout;
+    if (info.format != ImageFormat::esp8266_classic) return std::nullopt;
+    if (info.build == Esp8266Build::arduino) return Layout::single;
+    if (info.build == Esp8266Build::rtos_app) return Layout::ota;
+    return std::nullopt;
+}
+
+InspectionResult inspect_esp_image(const ImageReader& reader, Chip declared_chip, InspectOptions options) {
     try {
-        return inspect(reader, declared_chip);
+        return inspect(reader, declared_chip, options);
     } catch (const std::exception& e) {
         return ImageError{"read-error", std::string("reading the image failed: ") + e.what()};
     }
@@ -627,30 +1022,45 @@ InspectionResult inspect_esp_image(const ImageReader& reader, Chip declared_chip
 
 std::optional<ImageError> check_declared(const ImageInfo& info, Chip chip, Layout layout, std::string_view slot) {
     if (auto e = chip_mismatch(info, chip)) return e;
+    if (info.role == ImageRole::bootloader) return error("bootloader", bootloader_detail(info));
 
     if (!layout_allows_slot(layout, slot))
         return error("bad-slot", "slot \"" + std::string(slot) + "\" is not valid for layout " +
                                      std::string(to_string(layout)) + "; valid: " + valid_slot_names(layout));
 
+    const std::string declared(to_string(layout));
     const bool v2 = info.format == ImageFormat::esp8266_v2;
     if (is_nonos_layout(layout) && !v2)
-        return error("layout-mismatch", "layout " + std::string(to_string(layout)) +
+        return error("layout-mismatch", "layout " + declared +
                                             " needs an ESP8266 NONOS FOTA user1/user2 bin (first byte 0xea), but the "
-                                            "file is " + describe(info));
+                                            "file is " + describe_image(info));
+    if (info.format == ImageFormat::esp8266_classic) {
+        const auto implied = implied_layout(info);
+        if (implied == layout) return std::nullopt;
+        if (implied == Layout::single)
+            return error("layout-mismatch", "file is " + describe_image(info) +
+                                                ", which layout single serves; layout " + declared +
+                                                " is for ESP8266 RTOS SDK v3 and ESP-IDF apps");
+        if (implied == Layout::ota)
+            return error("layout-mismatch", "file is " + describe_image(info) +
+                                                ", which layout ota serves; layout " + declared +
+                                                " on ESP8266 is for Arduino sketch bins (eboot at 0x0, the sketch at "
+                                                "0x1000)");
+        return error("layout-mismatch", "file is " + describe_image(info) + ", which no layout can serve: layout "
+                                        "single takes an Arduino sketch bin (eboot + sketch), layout ota an RTOS SDK "
+                                        "v3 app (flash-mapped segments first)");
+    }
     if (!v2) return std::nullopt;
 
     if (!is_nonos_layout(layout))
         return error("layout-mismatch", "file is an ESP8266 NONOS FOTA user bin (0xea), which only the layouts "
-                                        "256+256, 512+512 and 1024+1024 serve; declared " +
-                                            std::string(to_string(layout)));
+                                        "256+256, 512+512 and 1024+1024 serve; declared " + declared);
     const std::string map = std::to_string(info.flash_size_map.value_or(0xFF));
     if (!info.flash_layout)
-        return error("layout-mismatch", "image flash size map " + map + " has no FOTA layout; declared " +
-                                            std::string(to_string(layout)));
+        return error("layout-mismatch", "image flash size map " + map + " has no FOTA layout; declared " + declared);
     if (*info.flash_layout != layout)
         return error("layout-mismatch", "image is built for flash size map " + map + " (" +
-                                            std::string(to_string(*info.flash_layout)) + "); declared " +
-                                            std::string(to_string(layout)));
+                                            std::string(to_string(*info.flash_layout)) + "); declared " + declared);
 
     if ((info.slot == "user1" || info.slot == "user2") && info.slot != slot)
         return error("slot-mismatch", "image header byte 3 marks a " + info.slot + " build; declared " +
@@ -681,6 +1091,8 @@ nlohmann::json ImageInfo::to_json() const {
         {"segments", segs},
         {"checksum", {{"offset", checksum_offset}, {"value", checksum}}},
         {"appended_sha256", appended_sha256 ? json(util::to_hex(*appended_sha256)) : json(nullptr)},
+        {"role", to_string(role)},
+        {"content_end", content_end},
         {"trailing", {{"offset", trailing_offset}, {"bytes", trailing_bytes}}},
     };
     if (format == ImageFormat::esp32) {
@@ -708,9 +1120,38 @@ nlohmann::json ImageInfo::to_json() const {
     } else {
         j["app_desc"] = nullptr;
     }
+    if (bootloader_desc) {
+        j["bootloader_desc"] = {{"secure_version", bootloader_desc->secure_version},
+                                {"version", bootloader_desc->version},
+                                {"idf_ver", bootloader_desc->idf_ver},
+                                {"date_time", bootloader_desc->date_time}};
+    }
     if (format != ImageFormat::esp32) {
+        // The size nibble is a flash size; only a V2 bin's names a FOTA flash map.
+        const std::string_view size_name = esp8266_flash_size_name(spi_size);
+        j["flash_size"] = size_name.empty() ? json(nullptr) : json(size_name);
+    }
+    if (format == ImageFormat::esp8266_v2) {
         j["flash_size_map"] = flash_size_map ? json(*flash_size_map) : json(nullptr);
         j["flash_layout"] = flash_layout ? json(to_string(*flash_layout)) : json(nullptr);
+    }
+    if (format == ImageFormat::esp8266_classic) {
+        j["build"] = to_string(build);
+        if (arduino) {
+            json eboot = json::array();
+            for (const auto& s : arduino->eboot_segments)
+                eboot.push_back(
+                    {{"offset", s.header_offset}, {"load_addr", hex_padded(s.load_addr, 8)}, {"length", s.length}});
+            j["arduino"] = {
+                {"eboot", {{"entry_addr", hex_padded(arduino->eboot_entry_addr, 8)},
+                           {"segments", eboot},
+                           {"checksum_offset", arduino->eboot_checksum_offset}}},
+                {"app_offset", arduino->app_offset},
+                {"crc", arduino->has_crc ? json({{"length", arduino->crc_length}, {"value", hex_padded(arduino->crc, 8)}})
+                                         : json(nullptr)},
+                {"signature_bytes", arduino->signature_bytes},
+            };
+        }
     }
     if (format == ImageFormat::esp8266_v2) {
         j["v2"] = {

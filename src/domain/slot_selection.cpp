@@ -1,27 +1,13 @@
 #include "otad/domain/slot_selection.hpp"
 
 #include "otad/domain/version.hpp"
+#include "otad/util/strings.hpp"
 
 #include <charconv>
 
 namespace otad::domain {
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
-
-std::string join(const std::vector<std::string>& names) {
-    std::string out;
-    for (const auto& n : names) {
-        if (!out.empty()) out += ", ";
-        out += n;
-    }
-    return out;
-}
 
 // "ota_<k>" with k a decimal 0..15 without leading zeros; nullopt otherwise.
 std::optional<int> ota_index(std::string_view slot) {
@@ -52,12 +38,12 @@ BadRequest invalid_slot(Layout layout, std::string_view running_slot, int ota_sl
     std::string what = running_slot.empty() ? std::string("a running slot is required")
                                             : "slot '" + std::string(running_slot) + "' is not valid";
     return BadRequest{what + " for layout " + layout_label(layout, ota_slots) +
-                      "; valid: " + join(valid_running_slots(layout, ota_slots))};
+                      "; valid: " + util::join(valid_running_slots(layout, ota_slots))};
 }
 
 std::string describe_device(const DeviceState& d) {
     std::string out = std::string(to_string(d.chip)) + " " + std::string(to_string(d.layout));
-    if (!d.running_slot.empty() && d.layout != Layout::single) out += " running " + lower(d.running_slot);
+    if (!d.running_slot.empty() && d.layout != Layout::single) out += " running " + util::to_lower(d.running_slot);
     return out;
 }
 
@@ -68,7 +54,7 @@ std::vector<const CandidateArtifact*> slot_fitting(Layout layout, std::string_vi
                                                    const std::vector<const CandidateArtifact*>& matching) {
     std::vector<std::vector<const CandidateArtifact*>> tiers(3);
     for (const CandidateArtifact* a : matching) {
-        const std::string slot = lower(a->slot);
+        const std::string slot = util::to_lower(a->slot);
         switch (layout) {
             case Layout::nonos_256_256:
             case Layout::nonos_512_512:
@@ -118,7 +104,7 @@ std::vector<std::string> valid_running_slots(Layout layout, int ota_slots) {
 }
 
 std::variant<std::string, BadRequest> target_slot(Layout layout, std::string_view running_slot, int ota_slots) {
-    const std::string running = lower(running_slot);
+    const std::string running = util::to_lower(running_slot);
     if (is_dual_user_layout(layout)) {
         if (running == "user1") return std::string("user2");
         if (running == "user2") return std::string("user1");
@@ -142,7 +128,7 @@ UpdateDecision decide_update(const DeviceState& device, const ChannelRelease& re
     const std::string target = std::move(std::get<std::string>(target_or_error));
     const std::string device_text = describe_device(device);
 
-    if (device.layout == Layout::ota && target == lower(device.running_slot))
+    if (device.layout == Layout::ota && target == util::to_lower(device.running_slot))
         return NoUpdate{NoUpdateReason::no_target_slot,
                         "device " + device_text + " has a single OTA slot and runs from it; it must boot factory "
                         "to update"};
@@ -152,6 +138,13 @@ UpdateDecision decide_update(const DeviceState& device, const ChannelRelease& re
         if (order == 0)
             return NoUpdate{NoUpdateReason::up_to_date, "device runs " + device.version + ", the channel offers " +
                                                             release.version};
+        // A device may report the app version its image carries instead of the
+        // release version it was uploaded as; the two need not order alike.
+        for (const CandidateArtifact& a : candidates)
+            if (a.chip == device.chip && !a.app_version.empty() && a.app_version == device.version)
+                return NoUpdate{NoUpdateReason::up_to_date,
+                                "device runs " + device.version + ", the app version in release " + release.version +
+                                    "'s image, which the channel offers"};
         if (order < 0 && !release.allow_rollback)
             return NoUpdate{NoUpdateReason::older_release, "device runs " + device.version +
                                                                ", newer than the channel's " + release.version +
@@ -169,7 +162,7 @@ UpdateDecision decide_update(const DeviceState& device, const ChannelRelease& re
     const auto fitting = slot_fitting(device.layout, target, matching);
     if (fitting.empty()) {
         std::string detail = "release " + release.version + " has no " + target + " build for " + for_whom +
-                             " (device runs " + lower(device.running_slot) + ")";
+                             " (device runs " + util::to_lower(device.running_slot) + ")";
         if (device.layout == Layout::nonos_256_256 || device.layout == Layout::nonos_512_512)
             detail += "; builds for other slots are linked for another flash address and are never offered";
         return NoUpdate{NoUpdateReason::missing_slot_artifact, std::move(detail)};

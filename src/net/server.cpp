@@ -1,5 +1,5 @@
 // Listeners, the io_context and its threads, signals and graceful shutdown.
-// Asio only: everything HTTP lives in session.cpp.
+// Asio only: the server's HTTP handling lives in session.cpp.
 
 #include "otad/net/server.hpp"
 
@@ -25,6 +25,7 @@
 
 #include "otad/platform/send_file.hpp"
 #include "otad/util/logging.hpp"
+#include "otad/util/strings.hpp"
 #include "server_core.hpp"
 #include "tls.hpp"
 
@@ -87,6 +88,16 @@ bool ServerCore::try_begin_download() {
 
 void ServerCore::end_download() noexcept { downloads_.fetch_sub(1); }
 
+bool ServerCore::try_begin_upload() {
+    auto current = uploads_.load();
+    do {
+        if (current >= options.max_concurrent_uploads) return false;
+    } while (!uploads_.compare_exchange_weak(current, current + 1));
+    return true;
+}
+
+void ServerCore::end_upload() noexcept { uploads_.fetch_sub(1); }
+
 std::uint32_t ServerCore::retry_after_seconds() {
     // Jitter spreads a fleet's retries instead of bringing it back all at once.
     thread_local std::mt19937 rng{std::random_device{}()};
@@ -140,6 +151,22 @@ namespace {
 
 std::string describe(const Endpoint& e) { return e.host + ":" + std::to_string(e.port); }
 
+// accept() errors that only say the peer gave up before we took its
+// connection: the queue moved on, so accepting again at once is right.
+bool is_aborted_connection(const boost::system::error_code& ec) {
+    return ec == asio::error::connection_aborted || ec == asio::error::connection_reset;
+}
+
+// While accept() fails for want of descriptors (EMFILE, ENFILE) or memory, the
+// pending connection stays queued and the next accept() would fail the same way
+// at once: the loop sleeps this long between tries instead of spinning.
+constexpr std::chrono::milliseconds accept_backoff{100};
+// A pause that lasts is reported again this often (and once when it ends),
+// never once per failed accept().
+constexpr std::chrono::seconds accept_pause_report_interval{10};
+// A certificate closer than this to its end is logged as a warning.
+constexpr std::int64_t certificate_warning_days = 30;
+
 }  // namespace
 
 struct Server::Impl {
@@ -156,10 +183,12 @@ struct Server::Impl {
           log(main_log ? std::move(main_log) : util::logger("otad")),
           io_threads(options.io_threads ? options.io_threads : std::max(1u, std::thread::hardware_concurrency())),
           ioc(1),
-          workers(std::max(1u, options.worker_threads)) {
+          workers(std::max(1u, options.worker_threads)),
+          uploads(std::max(1u, options.max_concurrent_uploads)) {
         // A peer resetting the connection during sendfile must give EPIPE, not end the process.
         platform::ignore_broken_pipe_signal();
-        core = std::make_unique<detail::ServerCore>(options, router, *access_log, *log, workers.get_executor());
+        core = std::make_unique<detail::ServerCore>(options, router, *access_log, *log, workers.get_executor(),
+                                                    uploads.get_executor());
         connection_contexts.push_back(&ioc);
         for (unsigned i = 1; i < io_threads; ++i) {
             extra_contexts.push_back(std::make_unique<asio::io_context>(1));
@@ -173,7 +202,9 @@ struct Server::Impl {
         // stop) must not call back into a half-destroyed server.
         core->mark_stopped();
         workers.stop();
+        uploads.stop();
         workers.join();
+        uploads.join();
     }
 
     std::vector<ListenerInfo> bind();
@@ -182,18 +213,27 @@ struct Server::Impl {
     void stop_now();
     asio::awaitable<void> accept_loop(Listener& listener);
     void schedule_idle_sweep();
+    void install_signal_handlers();
     void wait_for_signal();
+    // On ioc: loads the certificate and key again into a new TLS context for the
+    // handshakes that follow; on failure logs why and keeps the current one.
+    void reload_tls(std::string_view reason);
+    void log_certificate(std::string_view event, std::string_view reason);
 
     ServerOptions options;
     std::shared_ptr<spdlog::logger> access_log;
     std::shared_ptr<spdlog::logger> log;
     unsigned io_threads;
-    // Destruction runs bottom-up: listeners and timers, the worker pool (joined
-    // in ~Impl; its queue may still own suspended sessions), the io_contexts
+    // Destruction runs bottom-up: listeners and timers, the worker and upload
+    // pools (joined in ~Impl; their queues may still own suspended sessions), the io_contexts
     // (destroying sessions still suspended in them), and only then the TLS
     // context and the core those sessions refer to.
     std::unique_ptr<detail::ServerCore> core;
-    std::optional<asio::ssl::context> tls;
+    // The context new TLS connections are accepted under; replaced (on ioc only)
+    // by reload_tls(). A connection holds a reference until its SSL object exists
+    // (SSL_new takes its own), so a replaced context lives on for the connections
+    // made from it, and existing connections never notice a reload.
+    std::shared_ptr<asio::ssl::context> tls;
     // One single-threaded io_context per I/O thread. A connection stays on the
     // context it was accepted onto, so its handlers never run concurrently
     // without a strand, and a request never wakes another thread. `ioc` (the
@@ -206,6 +246,7 @@ struct Server::Impl {
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
     std::size_t next_context = 0;  // round robin; only touched by the accept loops on ioc
     asio::thread_pool workers;
+    asio::thread_pool uploads;  // streamed-body handlers (ServerCore::uploads)
     std::vector<std::unique_ptr<Listener>> listeners;
     std::vector<ListenerInfo> bound;
     std::optional<asio::signal_set> signals;
@@ -219,8 +260,9 @@ std::vector<ListenerInfo> Server::Impl::bind() {
     if (!bound.empty()) return bound;
     if (!options.https && !options.http) throw std::runtime_error("no listener configured (neither https nor http)");
     if (options.https) {
-        tls.emplace(asio::ssl::context::tls_server);
+        tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
         detail::configure_tls_context(tls->native_handle(), options.tls);
+        log_certificate("tls_certificate", "start");
     }
     auto open_listener = [&](const Endpoint& endpoint, bool secure) {
         const char* scheme = secure ? "https" : "http";
@@ -271,6 +313,14 @@ std::vector<ListenerInfo> Server::Impl::bind() {
 }
 
 asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {
+    using Clock = std::chrono::steady_clock;
+    const char* scheme = listener.tls ? "https" : "http";
+    // A pause: accept() failing (out of descriptors or memory) since `paused_since`.
+    std::optional<Clock::time_point> paused_since;
+    Clock::time_point last_report;
+    std::uint64_t failures = 0;         // in this pause
+    std::uint64_t failures_reported = 0;
+    asio::steady_timer backoff(ioc);
     for (;;) {
         // Connections are dealt to the I/O threads' contexts in turn.
         auto& context = *connection_contexts[next_context++ % connection_contexts.size()];
@@ -278,11 +328,37 @@ asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {
                                                                     asio::as_tuple(asio::use_awaitable));
         if (ec) {
             if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) co_return;
-            util::log_event(*log, spdlog::level::warn, "accept_failed", {{"error", ec.message()}});
-            // Out of descriptors or memory: back off instead of spinning on the error.
-            asio::steady_timer backoff(ioc, std::chrono::milliseconds(50));
+            if (is_aborted_connection(ec)) continue;
+            // EMFILE, ENFILE, ENOBUFS, ENOMEM or worse: back off instead of spinning,
+            // and log the pause when it starts, every report interval, and when it ends.
+            const auto now = Clock::now();
+            ++failures;
+            if (!paused_since || now - last_report >= accept_pause_report_interval) {
+                util::log_event(*log, spdlog::level::warn, paused_since ? "accept_still_paused" : "accept_paused",
+                                {{"scheme", scheme},
+                                 {"error", ec.message()},
+                                 {"connections", std::to_string(core->connection_count())},
+                                 {"max_connections", std::to_string(options.max_connections)},
+                                 {"failed_accepts", std::to_string(failures - failures_reported)},
+                                 {"retry_ms", std::to_string(accept_backoff.count())}});
+                if (!paused_since) paused_since = now;
+                last_report = now;
+                failures_reported = failures;
+            }
+            backoff.expires_after(accept_backoff);
             co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
             continue;
+        }
+        if (paused_since) {
+            const auto paused_ms =
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - *paused_since).count();
+            util::log_event(*log, spdlog::level::info, "accept_resumed",
+                            {{"scheme", scheme},
+                             {"paused_ms", std::to_string(paused_ms)},
+                             {"failed_accepts", std::to_string(failures)}});
+            paused_since.reset();
+            failures = 0;
+            failures_reported = 0;
         }
         if (core->draining()) co_return;
         if (!core->try_admit_connection()) {
@@ -292,10 +368,13 @@ asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {
             continue;
         }
         auto executor = socket.get_executor();
-        asio::co_spawn(executor,
-                       detail::serve_connection(std::move(socket), *core,
-                                                listener.tls ? &*tls : nullptr),
-                       detail::log_connection_failure(*log));
+        // The completion handler holds the TLS context until the connection's
+        // coroutine ends, so a reload meanwhile cannot free it under SSL_new.
+        std::shared_ptr<asio::ssl::context> context_in_use = listener.tls ? tls : nullptr;
+        auto* tls_context = context_in_use.get();
+        asio::co_spawn(executor, detail::serve_connection(std::move(socket), *core, tls_context),
+                       [report = detail::log_connection_failure(*log),
+                        context_in_use = std::move(context_in_use)](std::exception_ptr error) { report(error); });
     }
 }
 
@@ -313,9 +392,25 @@ void Server::Impl::schedule_idle_sweep() {
     });
 }
 
+void Server::Impl::install_signal_handlers() {
+    if (!options.install_signal_handlers || signals) return;
+    signals.emplace(ioc, SIGINT, SIGTERM);
+#if defined(SIGHUP)
+    signals->add(SIGHUP);  // reload the certificate (and the terminal closing no longer stops otad)
+#endif
+    wait_for_signal();
+}
+
 void Server::Impl::wait_for_signal() {
     signals->async_wait([this](const boost::system::error_code& ec, int signal_number) {
         if (ec) return;
+#if defined(SIGHUP)
+        if (signal_number == SIGHUP) {
+            if (!shutting_down) reload_tls("SIGHUP");
+            wait_for_signal();
+            return;
+        }
+#endif
         if (!shutting_down) {
             begin_shutdown(signal_number == SIGINT ? "SIGINT" : "SIGTERM");
             wait_for_signal();
@@ -324,6 +419,47 @@ void Server::Impl::wait_for_signal() {
             stop_now();
         }
     });
+}
+
+void Server::Impl::log_certificate(std::string_view event, std::string_view reason) {
+    auto info = detail::describe_certificate(tls->native_handle());
+    const std::int64_t seconds_left = info.not_after - util::unix_now();
+    const std::int64_t days_left = seconds_left / 86'400;
+    const auto level = seconds_left <= 0                           ? spdlog::level::err
+                       : days_left < certificate_warning_days ? spdlog::level::warn
+                                                              : spdlog::level::info;
+    util::log_event(*log, level, event,
+                    {{"reason", reason},
+                     {"cert", options.tls.cert_file.string()},
+                     {"subject", info.subject},
+                     {"issuer", info.self_signed ? std::string("self-signed") : info.issuer},
+                     {"not_after", util::rfc3339(info.not_after)},
+                     {"days_left", std::to_string(days_left)},
+                     {"expired", seconds_left <= 0 ? "true" : "false"}});
+}
+
+void Server::Impl::reload_tls(std::string_view reason) {
+    if (!tls) {
+        util::log_event(*log, spdlog::level::info, "tls_reload_skipped",
+                        {{"reason", reason}, {"detail", "no HTTPS listener"}});
+        return;
+    }
+    std::shared_ptr<asio::ssl::context> fresh;
+    try {
+        fresh = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+        detail::configure_tls_context(fresh->native_handle(), options.tls);
+        detail::describe_certificate(fresh->native_handle());  // has a certificate we can read
+    } catch (const std::exception& e) {
+        // Half-written files, a key that does not match: keep serving the old pair.
+        util::log_event(*log, spdlog::level::err, "tls_reload_failed",
+                        {{"reason", reason},
+                         {"cert", options.tls.cert_file.string()},
+                         {"error", e.what()},
+                         {"kept", "the certificate loaded before"}});
+        return;
+    }
+    tls = std::move(fresh);  // new handshakes from the next accept on
+    log_certificate("tls_certificate_reloaded", reason);
 }
 
 void Server::Impl::begin_shutdown(std::string_view reason) {
@@ -359,10 +495,7 @@ std::vector<ListenerInfo> Server::bind() {
     auto bound = impl_->bind();
     // Catch SIGTERM from the moment the ports are announced: a signal that
     // arrives before run() is queued and starts the graceful stop when it runs.
-    if (impl_->options.install_signal_handlers && !impl_->signals) {
-        impl_->signals.emplace(impl_->ioc, SIGINT, SIGTERM);
-        impl_->wait_for_signal();
-    }
+    impl_->install_signal_handlers();
     return bound;
 }
 
@@ -374,10 +507,7 @@ void Server::run() {
     for (auto& listener : impl.listeners)
         asio::co_spawn(impl.ioc, impl.accept_loop(*listener), asio::detached);
     impl.schedule_idle_sweep();
-    if (impl.options.install_signal_handlers && !impl.signals) {
-        impl.signals.emplace(impl.ioc, SIGINT, SIGTERM);
-        impl.wait_for_signal();
-    }
+    impl.install_signal_handlers();
     std::vector<std::thread> threads;
     threads.reserve(impl.extra_contexts.size());
     for (auto& context : impl.extra_contexts) threads.emplace_back([context = context.get()] { context->run(); });
@@ -389,13 +519,19 @@ void Server::run() {
     // those still running on the pool finish before run() returns.
     impl.core->mark_stopped();
     impl.workers.stop();
+    impl.uploads.stop();
     impl.workers.join();
+    impl.uploads.join();
     util::log_event(*impl.log, spdlog::level::info, "shutdown complete",
                     {{"connections_cut", std::to_string(impl.core->connection_count())}});
 }
 
 void Server::stop() {
     asio::post(impl_->ioc, [impl = impl_.get()] { impl->begin_shutdown("stop()"); });
+}
+
+void Server::reload_tls() {
+    asio::post(impl_->ioc, [impl = impl_.get()] { impl->reload_tls("reload_tls()"); });
 }
 
 }  // namespace otad::net

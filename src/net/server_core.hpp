@@ -1,6 +1,6 @@
 #pragma once
 // Private to src/net: the state the listeners (server.cpp) and the connection
-// sessions (session.cpp) share. Asio only; Beast stays in session.cpp.
+// sessions (session.cpp) share. Asio only, no Beast header: server.cpp includes it.
 
 #include <atomic>
 #include <chrono>
@@ -18,6 +18,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "otad/net/request_framing.hpp"
 #include "otad/net/server.hpp"
 #include "otad/util/logging.hpp"
 
@@ -46,14 +47,27 @@ inline std::int64_t steady_now_ms() noexcept {
 class ServerCore {
 public:
     ServerCore(const ServerOptions& options, const api::Router& router, spdlog::logger& access_log,
-               spdlog::logger& log, asio::thread_pool::executor_type workers)
-        : options(options), router(router), access_log(access_log), log(log), workers(workers) {}
+               spdlog::logger& log, asio::thread_pool::executor_type workers,
+               asio::thread_pool::executor_type uploads)
+        : options(options),
+          router(router),
+          access_log(access_log),
+          log(log),
+          workers(workers),
+          uploads(uploads),
+          buffered_bodies(options.max_buffered_body_bytes_total) {}
 
     const ServerOptions& options;
     const api::Router& router;
     spdlog::logger& access_log;
     spdlog::logger& log;
-    asio::thread_pool::executor_type workers;  // handlers that may block
+    asio::thread_pool::executor_type workers;  // handlers that may block on the disk or SQLite
+    // Handlers of streamed routes, which block on the network while their body
+    // trickles in: a pool of their own (max_concurrent_uploads threads), so
+    // they never hold the threads other requests need.
+    asio::thread_pool::executor_type uploads;
+    // Memory for buffered request bodies, shared by every connection.
+    ByteBudget buffered_bodies;
 
     // Accepting: false (and nothing counted) past max_connections.
     bool try_admit_connection();
@@ -72,6 +86,10 @@ public:
     // Downloads in progress (routes with is_download), capped by max_concurrent_downloads.
     bool try_begin_download();
     void end_download() noexcept;
+    // Streamed-body handlers in progress, capped by max_concurrent_uploads (one
+    // upload-pool thread each, so an admitted upload never waits for a thread).
+    bool try_begin_upload();
+    void end_upload() noexcept;
     // Retry-After for a 503: retry_after_s plus a random jitter in [0, retry_after_s].
     std::uint32_t retry_after_seconds();
 
@@ -90,6 +108,7 @@ public:
 private:
     std::atomic<std::uint32_t> connections_{0};
     std::atomic<std::uint32_t> downloads_{0};
+    std::atomic<std::uint32_t> uploads_{0};
     std::atomic<bool> draining_{false};
     std::atomic<bool> stopped_{false};
     std::atomic<std::int64_t> last_refusal_log_ms_{0};
@@ -105,10 +124,6 @@ private:
     std::function<void()> on_drained_;
 };
 
-// Serves one accepted connection to its end: TLS handshake when `tls` is set,
-// then requests until the peer or a limit closes it. Runs on the socket's
-// executor, which must never run two handlers at once (a single-threaded
-// io_context, as Server gives each connection).
 // Completion handler for a connection's coroutine (co_spawn): an exception that
 // escapes it ends that connection only, and is logged as connection_failed.
 inline auto log_connection_failure(spdlog::logger& log) {
@@ -122,6 +137,10 @@ inline auto log_connection_failure(spdlog::logger& log) {
     };
 }
 
+// Serves one accepted connection to its end: TLS handshake when `tls` is set,
+// then requests until the peer or a limit closes it. Runs on the socket's
+// executor, which must never run two handlers at once (a single-threaded
+// io_context, as Server gives each connection).
 // The socket is bound to its I/O thread's io_context (concrete executor type).
 using ConnectionSocket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
 asio::awaitable<void> serve_connection(ConnectionSocket socket, ServerCore& core, asio::ssl::context* tls);

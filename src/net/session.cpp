@@ -1,12 +1,15 @@
 // HTTP/1.1 sessions: one coroutine per connection, one templated code path for
-// TLS and plain TCP. With asio_beast_impl.cpp, the only file that includes Beast.
+// TLS and plain TCP. The server's only user of Beast's HTTP parser (the other user
+// is http_client.cpp, the command-line client); asio_beast_impl.cpp compiles Beast once.
 //
 // A request's way: wait for its first byte (idle deadline) -> header (one
-// deadline, size limit) -> route -> limits and admission -> body (buffered, or
-// streamed to the handler through BodySource) -> handler (on the worker pool
-// unless the route runs inline) -> response (header block and a small body in
-// one write tried at once; anything left under a progress watchdog) -> one
-// access-log line.
+// deadline, size limit) -> framing (Transfer-Encoding, Host) -> route -> the
+// route's body policy and limit -> pre-body authorization -> admission ->
+// body (buffered under the memory budget and one deadline, or streamed to the
+// handler through BodySource) -> handler (streamed: the upload pool; else the
+// worker pool unless the route runs inline) -> response (header block and a
+// small body in one write tried at once; anything left under a progress
+// watchdog) -> one access-log line.
 
 #include <algorithm>
 #include <chrono>
@@ -42,10 +45,12 @@
 
 #include "otad/api/problem.hpp"
 #include "otad/net/access_log.hpp"
+#include "otad/net/request_framing.hpp"
 #include "otad/net/request_target.hpp"
 #include "otad/platform/send_file.hpp"
 #include "otad/util/logging.hpp"
 #include "otad/util/strings.hpp"
+#include "listener_policy.hpp"
 #include "server_core.hpp"
 #include "tls_socket_stream.hpp"
 
@@ -234,23 +239,67 @@ api::Response invoke_handler(const api::Route& route, api::Request& request, spd
     return api::problem(500, "internal-error", "internal error");
 }
 
-// Holds one of the server's download slots for as long as it lives.
-class DownloadSlot {
+// A pre-body authorization hook's verdict; its exceptions are answered as a handler's are.
+std::optional<api::Response> invoke_authorizer(const api::Route& route, api::Request& request, spdlog::logger& log) {
+    try {
+        return route.options.authorize(request);
+    } catch (const api::ProblemError& e) {
+        return e.to_response();
+    } catch (const std::exception& e) {
+        util::log_event(log, spdlog::level::err, "authorizer_failed",
+                        {{"method", request.method_name}, {"path", request.path}, {"error", e.what()}});
+    } catch (...) {
+        util::log_event(log, spdlog::level::err, "authorizer_failed",
+                        {{"method", request.method_name}, {"path", request.path}, {"error", "unknown exception"}});
+    }
+    return api::problem(500, "internal-error", "internal error");
+}
+
+// A 503 for a full pool or budget; the client is told when to come back.
+api::Response busy(ServerCore& core, std::string_view detail) {
+    auto response = api::problem(503, "busy", detail);
+    response.headers.set("Retry-After", std::to_string(core.retry_after_seconds()));
+    return response;
+}
+
+// Holds one of the server's download or upload slots for as long as it lives.
+class AdmissionSlot {
 public:
-    DownloadSlot() = default;
-    DownloadSlot(const DownloadSlot&) = delete;
-    DownloadSlot& operator=(const DownloadSlot&) = delete;
-    ~DownloadSlot() {
-        if (core_) core_->end_download();
+    using Take = bool (ServerCore::*)();
+    using Give = void (ServerCore::*)() noexcept;
+    AdmissionSlot(Take take, Give give) : take_(take), give_(give) {}
+    AdmissionSlot(const AdmissionSlot&) = delete;
+    AdmissionSlot& operator=(const AdmissionSlot&) = delete;
+    ~AdmissionSlot() {
+        if (core_) (core_->*give_)();
     }
     bool acquire(ServerCore& core) {
-        if (!core.try_begin_download()) return false;
+        if (!(core.*take_)()) return false;
         core_ = &core;
         return true;
     }
 
 private:
+    Take take_;
+    Give give_;
     ServerCore* core_ = nullptr;
+};
+
+// A deadline for request body reads that cancels the read when it passes, and
+// leaves the socket open: beast::tcp_stream's own deadline closes the socket,
+// and the 408 could then not be sent. Owned by the session (created at its
+// first body); a timer callback that outlives it finds it gone (weak_ptr).
+struct BodyDeadline {
+    explicit BodyDeadline(asio::io_context::executor_type executor) : timer(executor) {}
+    asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, asio::io_context::executor_type> timer;
+    std::uint64_t generation = 0;  // bumped by each arm and disarm: a stale expiry is ignored
+    bool fired = false;
+};
+
+// How far a streamed body has come, for its rate deadline.
+struct BodyProgress {
+    std::optional<Clock::time_point> started;  // set by the first read
+    std::uint64_t received = 0;
 };
 
 // Watches one response while it is sent. A deadline per write is not enough:
@@ -348,8 +397,9 @@ public:
     static void park(std::unique_ptr<Session> self);
 
     // For StreamedBody: reads the next piece of a streamed body into `out`, on
-    // this connection's executor while the handler waits on its worker thread.
-    asio::awaitable<BodyChunk> read_body_chunk(http::request_parser<http::buffer_body>& parser, std::span<char> out);
+    // this connection's executor while the handler waits on its upload thread.
+    asio::awaitable<BodyChunk> read_body_chunk(http::request_parser<http::buffer_body>& parser, std::span<char> out,
+                                               BodyProgress& progress);
     asio::any_io_executor executor() { return stream_.get_executor(); }
     ServerCore& core() noexcept { return core_; }
 
@@ -388,6 +438,11 @@ private:
     asio::awaitable<error_code> send_file_slice(const api::FileSlice& slice, SendWatch& watch, std::uint64_t& done,
                                                 bool& unsupported);
     asio::awaitable<void> close();
+    // Arms the body deadline for the read that follows (the stream's own
+    // deadline is turned off); disarm after it. `disarm_body_deadline` maps the
+    // read's error: the cancel the deadline caused becomes beast::error::timeout.
+    void arm_body_deadline(Clock::time_point at);
+    void disarm_body_deadline(error_code& ec);
 
     Stream stream_;
     beast::flat_buffer buffer_;
@@ -395,6 +450,7 @@ private:
     std::string remote_;
     std::shared_ptr<ConnectionControl> control_;
     std::uint64_t id_ = 0;
+    std::shared_ptr<BodyDeadline> body_deadline_;  // made at the first request body
     bool idle_ = false;              // waiting for a request: drain may close us
     bool continue_owed_ = false;     // "100 Continue" due before the first body read
     bool orderly_close_ = false;     // we chose to close after a complete answer
@@ -420,7 +476,7 @@ public:
             BodyChunk chunk;
         };
         auto pending = std::make_shared<Pending>();
-        asio::co_spawn(session_.executor(), session_.read_body_chunk(parser_, out),
+        asio::co_spawn(session_.executor(), session_.read_body_chunk(parser_, out, progress_),
                        [pending](std::exception_ptr failure, BodyChunk chunk) {
                            if (failure) chunk = BodyChunk{0, make_error_code(boost::system::errc::io_error)};
                            std::lock_guard lock(pending->mutex);
@@ -451,6 +507,7 @@ private:
     Session<Stream>& session_;
     http::request_parser<http::buffer_body>& parser_;
     std::uint64_t limit_;
+    BodyProgress progress_;  // touched only by read_body_chunk, on the connection's executor
     bool ended_ = false;
     std::optional<api::BodyError> error_;
 };
@@ -515,6 +572,7 @@ template <class Stream>
 void Session<Stream>::park(std::unique_ptr<Session> self) {
     Session& session = *self;
     session.buffer_.shrink_to_fit();
+    session.body_deadline_.reset();  // made again by the next body, if one comes
     session.idle_ = true;  // close_if_idle (drain, or the idle sweep past the deadline) cancels the wait
     // No timer while parked (one less pending operation per idle connection):
     // the server's idle sweep enforces idle_timeout from this deadline.
@@ -623,7 +681,41 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     request.target = exchange.target;
     request.path = std::move(target.path);
     request.query = std::move(target.query);
-    for (const auto& field : header) request.headers.add(std::string(field.name_string()), std::string(field.value()));
+    std::size_t host_fields = 0;
+    bool has_transfer_encoding = false;
+    for (const auto& field : header) {
+        if (field.name() == http::field::host) ++host_fields;
+        else if (field.name() == http::field::transfer_encoding) has_transfer_encoding = true;
+        request.headers.add(std::string(field.name_string()), std::string(field.value()));
+    }
+
+    // Framing first (RFC 9112): a body whose end cannot be known must never be
+    // read as the next request, so these answers close the connection and what
+    // follows on it is swallowed, not parsed.
+    if (has_transfer_encoding) {
+        std::vector<std::string_view> codings;
+        for (const auto& field : header)
+            if (field.name() == http::field::transfer_encoding)
+                codings.emplace_back(field.value().data(), field.value().size());
+        const auto coding = classify_transfer_encoding(codings);
+        if (coding == TransferCoding::unsupported)
+            co_return co_await respond(exchange,
+                                       api::problem(501, "transfer-coding-not-implemented",
+                                                    "only the chunked transfer coding is supported"),
+                                       false, true);
+        // Beast frames a chunked body only when chunked is the final coding of one field line.
+        if (coding != TransferCoding::chunked || !header_parser->chunked())
+            co_return co_await respond(exchange,
+                                       api::problem(400, "bad-request",
+                                                    "Transfer-Encoding must be chunked, applied once and last "
+                                                    "(RFC 9112 section 6.3)"),
+                                       false, true);
+        // An HTTP/1.0 message with Transfer-Encoding has faulty framing: answer it, then close (RFC 9112 §6.1).
+        if (exchange.version == 10) keep_alive = false;
+    }
+    if (auto host_problem = host_field_problem(exchange.version, host_fields))
+        co_return co_await respond(exchange, api::problem(400, "bad-request", *host_problem), false, body_pending);
+
     request.remote_address = remote_;
     request.secure = is_tls;
     request.http_version = exchange.version;
@@ -648,7 +740,21 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     }
     const api::Route& route = *match.route;
     request.params = std::move(match.params);
+    // Listener policy (listener_policy.hpp): before anything reads the body or runs the handler.
+    if (auto refusal = refuse_on_listener(route.options, is_tls, options))
+        co_return co_await respond(exchange, std::move(*refusal), keep_alive && !body_pending, body_pending);
+    const api::BodyPolicy policy = route.options.body;
 
+    // Every refusal below comes before a byte of the body is read; the
+    // connection is then closed (after a bounded linger), as the body is not drained.
+    if (body_pending && policy == api::BodyPolicy::none) {
+        // 413, not 400: the request is well-formed, its content is just more
+        // than this route takes (none); clients know not to resend it as is.
+        co_return co_await respond(exchange,
+                                   api::problem(413, "body-not-allowed",
+                                                request.method_name + " " + request.path + " takes no request body"),
+                                   false, true);
+    }
     const std::uint64_t limit = route.options.max_body_bytes ? route.options.max_body_bytes : options.max_body_bytes;
     if (request.content_length && *request.content_length > limit) {
         // Before reading a byte of it (Beast would only compare with its global limit).
@@ -658,32 +764,59 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
                                                     " bytes exceeds the limit of " + std::to_string(limit) + " bytes"),
                                    false, true);
     }
-
-    DownloadSlot download;
-    if (route.options.is_download && !exchange.head && !download.acquire(core_)) {
-        auto response = api::problem(503, "busy", "too many downloads in progress; retry later");
-        response.headers.set("Retry-After", std::to_string(core_.retry_after_seconds()));
-        co_return co_await respond(exchange, std::move(response), keep_alive && !body_pending, body_pending);
+    // Authentication before the body: an unknown client never gets us to buffer or stream its bytes.
+    if (body_pending && route.options.authorize) {
+        std::optional<api::Response> refusal;
+        if (route.options.runs_inline) {
+            refusal = invoke_authorizer(route, request, core_.log);
+        } else {
+            refusal = co_await asio::co_spawn(
+                core_.workers,
+                [&]() -> asio::awaitable<std::optional<api::Response>> {
+                    co_return invoke_authorizer(route, request, core_.log);
+                },
+                asio::use_awaitable);
+        }
+        if (refusal) co_return co_await respond(exchange, std::move(*refusal), false, true);
     }
 
+    AdmissionSlot download(&ServerCore::try_begin_download, &ServerCore::end_download);
+    if (route.options.is_download && !exchange.head && !download.acquire(core_))
+        co_return co_await respond(exchange, busy(core_, "too many downloads in progress; retry later"),
+                                   keep_alive && !body_pending, body_pending);
+    AdmissionSlot upload(&ServerCore::try_begin_upload, &ServerCore::end_upload);
+    if (policy == api::BodyPolicy::streamed && !upload.acquire(core_))
+        co_return co_await respond(exchange, busy(core_, "too many uploads in progress; retry later"),
+                                   keep_alive && !body_pending, body_pending);
+
+    BudgetReservation body_memory(core_.buffered_bodies);  // held until the handler is done with request.body
     std::optional<http::request_parser<http::buffer_body>> stream_parser;
     std::optional<StreamedBody<Stream>> streamed_body;
-    if (route.options.stream_body) {
+    if (policy == api::BodyPolicy::streamed) {
         stream_parser.emplace(std::move(*header_parser));
         stream_parser->body_limit(limit);
         continue_owed_ = expects_continue && body_pending;  // sent by the first read(), if any
         streamed_body.emplace(*this, *stream_parser, limit);
         request.body_source = &*streamed_body;
     } else if (body_pending) {
+        // A chunked body may grow to the route's limit: that much is reserved.
+        if (!body_memory.hold(request.content_length.value_or(limit)))
+            co_return co_await respond(exchange,
+                                       busy(core_, "the server's memory for request bodies is in use; retry later"),
+                                       false, true);
         http::request_parser<http::string_body> body_parser(std::move(*header_parser));
         body_parser.body_limit(limit);  // chunked bodies: enforced as the chunks arrive
         if (expects_continue) {
             std::uint64_t ignored = 0;
             if (co_await write_all(continue_response, ignored)) co_return false;
         }
+        // One deadline for the whole body, not one per read: a sender that
+        // trickles a byte now and then cannot keep its buffer.
+        const auto deadline = Clock::now() + options.body_timeout;
         while (!body_parser.is_done()) {
-            lowest().expires_after(options.body_timeout);
+            arm_body_deadline(deadline);
             auto [ec, n] = co_await http::async_read_some(stream_, buffer_, body_parser, use_tuple);
+            disarm_body_deadline(ec);
             // Answered (and logged) even when the peer is gone: the write then just fails.
             if (ec) co_return co_await respond(exchange, problem_for(body_error_from(ec, limit)), false, true);
         }
@@ -693,8 +826,13 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     header_parser.reset();
 
     api::Response response;
-    // A streamed body blocks in read(): never on the I/O thread.
-    if (route.options.runs_inline && !route.options.stream_body) {
+    if (policy == api::BodyPolicy::streamed) {
+        // read() blocks on the network: on the upload pool, never the I/O thread or the worker pool.
+        response = co_await asio::co_spawn(
+            core_.uploads,
+            [&]() -> asio::awaitable<api::Response> { co_return invoke_handler(route, request, core_.log); },
+            asio::use_awaitable);
+    } else if (route.options.runs_inline) {
         response = invoke_handler(route, request, core_.log);
     } else {
         response = co_await asio::co_spawn(
@@ -704,6 +842,34 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     }
     if (stream_parser) body_pending = !stream_parser->is_done() || streamed_body->failed();
     co_return co_await respond(exchange, std::move(response), keep_alive && !body_pending, body_pending);
+}
+
+template <class Stream>
+void Session<Stream>::arm_body_deadline(Clock::time_point at) {
+    lowest().expires_never();
+    if (!body_deadline_) body_deadline_ = std::make_shared<BodyDeadline>(io_executor_of(stream_.get_executor()));
+    BodyDeadline& deadline = *body_deadline_;
+    deadline.fired = false;
+    const std::uint64_t generation = ++deadline.generation;
+    deadline.timer.expires_at(at);
+    deadline.timer.async_wait([this, weak = std::weak_ptr<BodyDeadline>(body_deadline_), generation](error_code ec) {
+        if (ec) return;
+        // The session owns the deadline (on this same thread): if it is alive, so is `this`.
+        auto alive = weak.lock();
+        if (!alive || alive->generation != generation) return;
+        alive->fired = true;
+        lowest().cancel();  // the read ends with operation_aborted; the socket stays open for the 408
+    });
+}
+
+template <class Stream>
+void Session<Stream>::disarm_body_deadline(error_code& ec) {
+    BodyDeadline& deadline = *body_deadline_;
+    ++deadline.generation;
+    deadline.timer.cancel();
+    // A read that got its bytes just as the deadline passed keeps them; the
+    // next read starts past the deadline and is cancelled at once.
+    if (deadline.fired && ec == asio::error::operation_aborted) ec = beast::error::timeout;
 }
 
 template <class Stream>
@@ -726,6 +892,7 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
                         {{"status", std::to_string(response.status)}, {"target", redact_target(exchange.target)}});
         response = api::problem(500, "internal-error", "internal error");
     }
+    add_listener_headers(response, is_tls, core_.options);  // HSTS on HTTPS (listener_policy.hpp)
 
     const unsigned status = response.status;
     const bool bodiless_status = status == 204 || status == 304;
@@ -914,25 +1081,29 @@ asio::awaitable<error_code> Session<Stream>::send_file_slice(const api::FileSlic
 
 template <class Stream>
 asio::awaitable<BodyChunk> Session<Stream>::read_body_chunk(http::request_parser<http::buffer_body>& parser,
-                                                             std::span<char> out) {
+                                                             std::span<char> out, BodyProgress& progress) {
     if (continue_owed_) {
         continue_owed_ = false;
         std::uint64_t ignored = 0;
         if (auto ec = co_await write_all(continue_response, ignored)) co_return BodyChunk{0, ec};
     }
+    if (!progress.started) progress.started = Clock::now();
     for (;;) {
         if (parser.is_done()) co_return BodyChunk{};
         auto& body = parser.get().body();
         body.data = out.data();
         body.size = out.size();
-        lowest().expires_after(core_.options.body_timeout);
+        arm_body_deadline(streamed_read_deadline(*progress.started, Clock::now(), progress.received,
+                                                 core_.options.body_timeout, core_.options.min_upload_rate));
         // Beast sizes each socket read by the buffer's free capacity, which is
         // near zero after the header: without this, uploads arrive 513 bytes a read.
         if (buffer_.capacity() < 64 * 1024) buffer_.reserve(64 * 1024);
         auto [ec, n] = co_await http::async_read_some(stream_, buffer_, parser, use_tuple);
+        disarm_body_deadline(ec);
         const std::size_t got = out.size() - body.size;
         body.data = nullptr;
         body.size = 0;
+        progress.received += got;
         if (ec == http::error::need_buffer) ec = {};
         if (ec) co_return BodyChunk{0, ec};
         if (got > 0) co_return BodyChunk{got, {}};

@@ -15,6 +15,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "otad/util/strings.hpp"
+
 namespace otad::net {
 namespace {
 
@@ -154,6 +156,38 @@ void configure_tls_context(SSL_CTX* ctx, const TlsOptions& tls) {
         fail("cannot load TLS private key '" + tls.key_file.string() + "'");
     }
     if (SSL_CTX_check_private_key(ctx) != 1) fail(mismatch);
+}
+
+namespace {
+
+std::string name_text(const X509_NAME* name) {
+    BioPtr out(BIO_new(BIO_s_mem()));
+    if (!out || X509_NAME_print_ex(out.get(), name, 0, XN_FLAG_RFC2253) < 0) return {};
+    return bio_to_string(out.get());
+}
+
+// `time` as unix seconds, through its distance from now (no timegm needed).
+std::int64_t unix_time_of(const ASN1_TIME* time) {
+    int days = 0;
+    int seconds = 0;
+    if (ASN1_TIME_diff(&days, &seconds, nullptr, time) != 1) fail("cannot read a certificate date");
+    return util::unix_now() + static_cast<std::int64_t>(days) * 86'400 + seconds;
+}
+
+}  // namespace
+
+CertificateInfo describe_certificate(SSL_CTX* ctx) {
+    ERR_clear_error();
+    X509* cert = SSL_CTX_get0_certificate(ctx);
+    if (cert == nullptr) throw std::runtime_error("the TLS context has no certificate");
+    CertificateInfo info;
+    info.subject = name_text(X509_get_subject_name(cert));
+    info.issuer = name_text(X509_get_issuer_name(cert));
+    info.not_before = unix_time_of(X509_get0_notBefore(cert));
+    info.not_after = unix_time_of(X509_get0_notAfter(cert));
+    info.self_signed = X509_self_signed(cert, /*verify_signature=*/1) == 1;
+    ERR_clear_error();
+    return info;
 }
 
 }  // namespace detail

@@ -263,6 +263,29 @@ bool CatalogueRepository::delete_release(std::int64_t release_id) try {
     detail::throw_storage_error(e, "delete release " + std::to_string(release_id));
 }
 
+std::vector<ReleaseTombstone> CatalogueRepository::list_tombstones(std::int64_t product_id,
+                                                                  std::string_view version) try {
+    auto query = connection_.prepare(
+        "SELECT chip, layout, slot, sha256, size, deleted_at FROM release_tombstones "
+        "WHERE product_id = ? AND version = ? ORDER BY chip, layout, slot");
+    query->bind(1, product_id);
+    bind_text(*query, 2, version);
+    std::vector<ReleaseTombstone> out;
+    while (query->executeStep()) {
+        ReleaseTombstone t;
+        t.chip = query->getColumn(0).getString();
+        t.layout = query->getColumn(1).getString();
+        t.slot = query->getColumn(2).getString();
+        t.sha256 = query->getColumn(3).getString();
+        t.size = static_cast<std::uint64_t>(query->getColumn(4).getInt64());
+        t.deleted_at = query->getColumn(5).getInt64();
+        out.push_back(std::move(t));
+    }
+    return out;
+} catch (const SQLite::Exception& e) {
+    detail::throw_storage_error(e, "list tombstones of release '" + std::string(version) + "'");
+}
+
 // --- artifacts ------------------------------------------------------------
 
 Artifact CatalogueRepository::insert_artifact(const NewArtifact& artifact) try {

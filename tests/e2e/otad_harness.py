@@ -50,13 +50,15 @@ def run_otad(args, data_dir=None, env=None, check=True, timeout=60, input=None):
 class Otad:
     """A running `otad serve` with its own data dir and ephemeral ports."""
 
-    def __init__(self, extra_args=(), env=None, data_dir=None, http_listener=False, config_text=None):
+    def __init__(self, extra_args=(), env=None, data_dir=None, http_listener=False, config_text=None,
+                 preexec_fn=None):
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="otad-e2e-")
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.http_listener = http_listener
         self.config_text = config_text
+        self.preexec_fn = preexec_fn  # runs in the child before exec (e.g. resource.setrlimit)
         self.proc = None
         self.log_path = os.path.join(self.data_dir, "otad-test.log")
         self.https = None
@@ -77,7 +79,7 @@ class Otad:
         env.update(self.env)
         self.log_file = open(self.log_path, "a")
         self.proc = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=self.preexec_fn)
         if wait:
             self.wait_listening()
         return self

@@ -84,8 +84,8 @@ def env():
     c.d = d
     token = d.create_token("admin")
 
-    # Arduino ESP8266: a classic app image and a SPIFFS image (generic, named spiffs.bin).
-    c.e8266 = make_image(work, "e8266.bin", "--kind", "esp8266-classic", "--size", "300K", "--seed", "1")
+    # Arduino ESP8266: a sketch bin (eboot + sketch) and a SPIFFS image (generic, named spiffs.bin).
+    c.e8266 = make_image(work, "e8266.bin", "--kind", "esp8266-arduino", "--size", "300K", "--seed", "1")
     c.spiffs = os.urandom(200_000)
     upload(d, token, "ardu8266", "1.1.0", c.e8266, "chip=esp8266&layout=single")
     upload(d, token, "ardu8266", "1.1.0", c.spiffs, "chip=generic&filename=spiffs.bin")
@@ -441,7 +441,7 @@ def test_esp32_too_big_403_and_spiffs_mode(env):
 def test_mode_without_artifact_is_403(env, tmp_path):
     d = env.d
     token = d.create_token("admin")
-    image = make_image(str(tmp_path), "only-sketch.bin", "--kind", "esp8266-classic", "--size", "64K", "--seed", "5")
+    image = make_image(str(tmp_path), "only-sketch.bin", "--kind", "esp8266-arduino", "--size", "64K", "--seed", "5")
     upload(d, token, "sketch-only", "1.0.0", image, "chip=esp8266&layout=single")
     set_channel(d, token, "sketch-only", "stable", "1.0.0")
     result, reply, _ = arduino_run(d, arduino_esp8266_request(d, "/api/v1/arduino/sketch-only", mode="spiffs",

@@ -510,3 +510,35 @@ def test_pending_sightings_are_flushed_on_shutdown():
         assert row == ("1.0.0", "1.1.0")
     finally:
         d.cleanup()
+
+
+def test_report_right_after_a_first_poll_is_never_refused():
+    # A report that lands while the registry flushes the device's first sighting
+    # once found it neither pending nor in the database (401/404). Flushing every
+    # 10 ms makes that window frequent: about 1 report in 60 was refused before the fix.
+    otad = Otad(env={"OTAD_DEVICE_FLUSH_INTERVAL_MS": "10"}).start()
+    try:
+        admin = otad.create_token()
+        status, _, body = otad.request("POST", "/api/v1/products/open/releases/1.0.0/artifacts?chip=generic&filename=x.bin",
+                                       body=os.urandom(1000), token=admin,
+                                       headers={"Content-Type": "application/octet-stream"})
+        assert status == 201, body
+        status, _, body = otad.json("PUT", "/api/v1/products/open/channels/stable", {"version": "1.0.0"}, token=admin)
+        assert status == 200, body
+        import http.client
+        conn = http.client.HTTPSConnection("127.0.0.1", otad.port, context=otad.ssl_context(), timeout=10)
+        refused = []
+        for i in range(1500):
+            conn.request("GET", f"/api/v1/update?product=open&chip=generic&layout=single&version=1.0.0&device=race-{i}")
+            answer = conn.getresponse()
+            answer.read()
+            assert answer.status == 204, answer.status
+            conn.request("POST", f"/api/v1/devices/race-{i}/report", body=json.dumps({"status": "installed"}),
+                         headers={"Content-Type": "application/json"})
+            answer = conn.getresponse()
+            answer.read()
+            if answer.status != 204:
+                refused.append((i, answer.status))
+        assert refused == []
+    finally:
+        otad.cleanup()

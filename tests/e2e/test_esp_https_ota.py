@@ -1,5 +1,5 @@
 """ESP-IDF esp_https_ota replayed against the real daemon: the manifest's `url` is used as the
-client's `url`, unchanged (protocols.md section 2; esp-idf components/esp_https_ota/src/esp_https_ota.c):
+client's `url`, unchanged (docs/protocols.md#esp-https-ota; esp-idf components/esp_https_ota/src/esp_https_ota.c):
 
 * plain download: one GET, body read to Content-Length;
 * partial download (partial_http_download + max_http_request_size = 4 KiB): a HEAD that must be

@@ -5,7 +5,10 @@
 //   make_esp_image --kind esp32 --chip esp32c3 --version 1.2.0 --project thermostat \
 //                  --size 1048576 --secure-version 0 --out FILE [--break bad-checksum]
 //   make_esp_image --kind esp8266-v2 --slot user1 --flash-map 2 --out FILE
-//   make_esp_image --kind esp8266-classic --out FILE
+//   make_esp_image --kind esp8266-arduino --size 300K --out FILE      (eboot + sketch)
+//   make_esp_image --kind esp8266-rtos --out FILE                      (RTOS SDK v3 app)
+//   make_esp_image --kind esp8266-bootloader --boot eboot|nonos --out FILE
+//   make_esp_image --kind esp32-bootloader --chip esp32c3 --out FILE
 //
 // Exit status 0 on success, 2 on bad arguments, 1 when the file cannot be written.
 
@@ -25,12 +28,19 @@ namespace {
 
 using otad::testing::Break;
 
-constexpr std::string_view kUsage = R"(usage: make_esp_image --kind esp32|esp8266-classic|esp8266-v2 --out FILE [options]
+constexpr std::string_view kUsage = R"(usage: make_esp_image --kind KIND --out FILE [options]
+kinds:    esp32, esp32-bootloader, esp8266-arduino, esp8266-rtos (alias esp8266-classic),
+          esp8266-bootloader, esp8266-v2
 common:   --size N (minimum file size; K/M suffixes = KiB/MiB)  --seed N  --break NAME
+          --trailer-bytes N (bytes after the image)  --erased-fill (0xFF up to a 4 KiB boundary)
 esp32:    --chip NAME  --version V  --project P  --idf-ver V  --secure-version N
-          --hash-appended 0|1 (default 1)  --date D  --time T  --trailer-bytes N
-esp8266-classic: --flash-map N  --rtos-app-desc (esp_app_desc_t + SHA-256, RTOS SDK v3 shape)
-          --version V --project P --idf-ver V --secure-version N  --trailer-bytes N
+          --hash-appended 0|1 (default 1)  --date D  --time T
+esp32-bootloader: --chip NAME  --idf-ver V  --no-bootloader-desc (an IDF < 5.2 bootloader)
+esp8266-rtos: --flash-map N  --rtos-app-desc (esp_app_desc_t at 16) --no-sha256
+          --version V --project P --idf-ver V --secure-version N
+esp8266-arduino: --flash-map N (size nibble, default 4)  --no-crc (core < 3.0)
+          --signature-bytes N (tools/signing.py block)
+esp8266-bootloader: --boot nonos|eboot (default nonos)
 esp8266-v2: --slot user1|user2  --flash-map N (default 2)  --app-byte N (raw byte 3)
           --irom-size N  --irom-pointers N  --padding gen_appbin|esptool
 )";
@@ -74,7 +84,8 @@ int main(int argc, char** argv) {
         {"--idf-ver", true},      {"--secure-version", true}, {"--hash-appended", true}, {"--date", true},
         {"--time", true},         {"--trailer-bytes", true}, {"--flash-map", true}, {"--rtos-app-desc", false},
         {"--slot", true},         {"--app-byte", true},     {"--irom-size", true},  {"--irom-pointers", true},
-        {"--padding", true},      {"--help", false},
+        {"--padding", true},      {"--help", false},        {"--erased-fill", false}, {"--no-sha256", false},
+        {"--no-crc", false},      {"--signature-bytes", true}, {"--boot", true},    {"--no-bootloader-desc", false},
     };
     std::map<std::string, std::string> opt;
     for (int i = 1; i < argc; ++i) {
@@ -145,16 +156,47 @@ int main(int argc, char** argv) {
             spec.min_size = size;
             spec.seed = seed;
             image = otad::testing::build_esp32_image(spec, broken);
-        } else if (*kind == "esp8266-classic") {
+        } else if (*kind == "esp32-bootloader") {
+            otad::testing::Esp32Spec spec;
+            spec.chip = get("--chip").value_or("esp32");
+            if (!otad::testing::esp32_chip_id(spec.chip)) usage_error("unknown ESP32-family --chip " + spec.chip);
+            spec.bootloader = true;
+            spec.bootloader_desc = !opt.contains("--no-bootloader-desc");
+            fill_app(spec.app);
+            spec.hash_appended = number("--hash-appended", 1) != 0;
+            spec.trailer = fill_trailer(number("--trailer-bytes", 0));
+            spec.seed = seed;
+            image = otad::testing::build_esp32_image(spec, broken);
+        } else if (*kind == "esp8266-classic" || *kind == "esp8266-rtos") {
             otad::testing::Esp8266ClassicSpec spec;
             spec.flash_size_map = static_cast<std::uint8_t>(number("--flash-map", 4));
             spec.rtos_app_desc = opt.contains("--rtos-app-desc");
+            spec.append_sha256 = !opt.contains("--no-sha256");
             if (spec.rtos_app_desc) spec.segments[0].length = 0x1000;
             fill_app(spec.app);
             spec.trailer = fill_trailer(number("--trailer-bytes", 0));
+            spec.erased_fill = opt.contains("--erased-fill");
             spec.min_size = size;
             spec.seed = seed;
             image = otad::testing::build_esp8266_classic_image(spec, broken);
+        } else if (*kind == "esp8266-bootloader") {
+            const std::string boot = get("--boot").value_or("nonos");
+            if (boot != "nonos" && boot != "eboot") usage_error("--boot must be nonos or eboot");
+            auto spec = boot == "eboot" ? otad::testing::esp8266_eboot_spec()
+                                        : otad::testing::esp8266_nonos_bootloader_spec();
+            spec.trailer = fill_trailer(number("--trailer-bytes", 0));
+            spec.seed = seed;
+            image = otad::testing::build_esp8266_classic_image(spec, broken);
+        } else if (*kind == "esp8266-arduino") {
+            otad::testing::ArduinoSpec spec;
+            spec.flash_size = static_cast<std::uint8_t>(number("--flash-map", 4));
+            spec.with_crc = !opt.contains("--no-crc");
+            spec.signature_bytes = static_cast<std::uint32_t>(number("--signature-bytes", 0));
+            spec.trailer = fill_trailer(number("--trailer-bytes", 0));
+            spec.erased_fill = opt.contains("--erased-fill");
+            spec.min_size = size;
+            spec.seed = seed;
+            image = otad::testing::build_arduino_image(spec, broken);
         } else if (*kind == "esp8266-v2") {
             otad::testing::Esp8266V2Spec spec;
             const std::string slot = get("--slot").value_or("user1");

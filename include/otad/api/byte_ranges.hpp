@@ -1,7 +1,7 @@
 #pragma once
 // HTTP range requests and conditional requests (RFC 9110 §13, §14), pure logic:
 // no I/O, no Beast. Handlers for firmware downloads call these and build the
-// Response; see protocols.md rule 4 for why every satisfiable Range gets a 206.
+// Response; see docs/protocols.md#rule-range-206 for why every satisfiable Range gets a 206.
 //
 // Range policy (parse_range):
 //  * Unit "bytes", case-insensitive; OWS is tolerated around '=' and around list

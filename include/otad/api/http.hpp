@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "otad/platform/mapped_file.hpp"
+#include "otad/util/strings.hpp"
 
 namespace otad::api {
 
@@ -39,7 +40,7 @@ private:
     std::vector<Field> fields_;
 };
 
-bool iequals(std::string_view a, std::string_view b) noexcept;
+using util::iequals;  // ASCII, as field names are
 
 // Thrown by BodySource::read when the body cannot be read to its end.
 class BodyError : public std::runtime_error {

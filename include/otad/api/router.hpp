@@ -3,6 +3,7 @@
 // "{name}" captures one path segment into Request::params.
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,16 +14,48 @@ namespace otad::api {
 
 using Handler = std::function<Response(Request&)>;
 
+// What a route does with a request body. A request announces one with
+// Content-Length > 0 or Transfer-Encoding: chunked.
+enum class BodyPolicy {
+    // Takes none: an announced body is refused (413 body-not-allowed) before a
+    // byte of it is read, and the connection is closed.
+    none,
+    // Read whole into Request::body before the handler runs, on the I/O thread,
+    // under the server's memory budget for buffered bodies and one deadline for
+    // the whole body.
+    buffered,
+    // Pulled by the handler through Request::body_source (uploads). The handler
+    // runs on the server's upload pool, never on the worker pool, so a slow
+    // sender cannot hold the threads other requests need.
+    streamed,
+};
+
+// Checks a request before its body is read: returns a response (401, 403...)
+// to refuse it, nullopt to go on. It may throw ProblemError, which refuses too.
+// Request::body is still empty and Request::body_source null when it runs.
+using Authorizer = std::function<std::optional<Response>(Request&)>;
+
 struct RouteOptions {
-    // Where net runs the handler: on the I/O thread (must not block: cached
-    // lookups only) or on the worker pool (SQLite, file writes, fsync).
+    // Where net runs the handler (and `authorize`): on the I/O thread (must not
+    // block: cached lookups only) or on the worker pool (SQLite, file writes,
+    // fsync). Streamed routes always run on the upload pool.
     bool runs_inline = false;
-    // Stream the body through Request::body_source instead of buffering it.
-    bool stream_body = false;
+    BodyPolicy body = BodyPolicy::none;
     // Body limit in bytes; 0 means the server-wide max_body_bytes.
     std::uint64_t max_body_bytes = 0;
     // Counts against the server's cap on concurrent downloads (503 past it).
     bool is_download = false;
+    // Served on the plain-HTTP listener too: device routes (polls, reports,
+    // firmware downloads, the Arduino and NONOS front-ends) and the liveness
+    // probe. Every other route is HTTPS only: on the plain listener net answers
+    // 403 https-required without running the handler or reading the body (unless
+    // the server is configured to serve every route there).
+    bool on_plain_listener = false;
+    // Runs after routing and before any body byte is read, only when the
+    // request announces a body; so an unauthenticated client never gets the
+    // server to buffer or stream its bytes. The handler keeps its own checks
+    // (requests without a body skip this hook). Empty: no pre-body check.
+    Authorizer authorize = nullptr;
 };
 
 struct Route {

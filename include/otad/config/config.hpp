@@ -16,11 +16,13 @@ namespace otad::config {
 struct Config {
     std::string listen = "127.0.0.1:8443";
     std::string http_listen;                // empty: no plain-HTTP listener
+    bool plain_http_serves_all_routes = false;  // false: only device routes on http_listen
     std::string data_dir = "otad-data";
     std::string database;                   // empty: <data_dir>/otad.db
     std::string tls_cert;                   // empty: self-signed, <data_dir>/tls/
     std::string tls_key;
     std::vector<std::string> tls_hostnames = {"localhost", "127.0.0.1", "::1"};
+    std::uint64_t hsts_max_age_s = 31'536'000;  // Strict-Transport-Security on HTTPS; 0: off
     std::string public_url;                 // empty: from the request's Host header
     unsigned io_threads = 0;
     unsigned worker_threads = 4;
@@ -35,7 +37,7 @@ struct Config {
     std::uint64_t max_header_bytes = 8 * 1024;
     std::uint64_t max_body_bytes = 1024 * 1024;
     std::uint64_t max_artifact_bytes = 64ull * 1024 * 1024;
-    std::uint64_t max_connections = 20'000;
+    std::uint64_t max_connections = 0;      // 0: derived from the open-file limit (RLIMIT_NOFILE)
     std::uint64_t max_concurrent_downloads = 1'000;
     std::uint64_t retry_after_s = 10;
     std::uint64_t db_busy_timeout_ms = 5'000;
@@ -46,6 +48,9 @@ struct Config {
     std::string signing_algorithm = "es256";
     std::uint64_t device_flush_interval_ms = 1'000;
     std::uint64_t rollback_after_s = 3'600;
+    std::uint64_t max_concurrent_uploads = 8;
+    std::uint64_t min_upload_rate_bytes_per_s = 4 * 1024;
+    std::uint64_t max_buffered_body_bytes_total = 64ull * 1024 * 1024;
     std::uint64_t rollout_tick_ms = 2'000;     // docs/rollouts.md: gate and hold checks
     std::uint64_t rollout_time_scale = 1;      // holds and staleness run this many times faster (tests)
 
@@ -62,7 +67,7 @@ public:
 
 struct KeyInfo {
     std::string name;
-    std::string type;  // "string", "integer", "list", or "one of a|b"
+    std::string type;  // "string", "integer", "boolean", "list", or "one of a|b"
     std::string description;
 };
 // Every key, in documentation order.

@@ -20,7 +20,18 @@
 //   channel  [a-z0-9][a-z0-9._-]{0,63}
 //   version  1..64 printable ASCII characters (0x21..0x7e), no '/'
 //   filename 1..128 of [A-Za-z0-9._+-], not starting with '.', no "..";
-//            default "<slot>.bin" for user1/user2 (ESP8266 NONOS), else "firmware.bin"
+//            unique within a release (409 filename-exists otherwise); default
+//            "<slot>.bin" for user1/user2 (ESP8266 NONOS), else "firmware.bin",
+//            and when the release already has that name "<slot>-<layout>.bin" /
+//            "firmware-<chip>-<layout>[-<slot>].bin"
+//
+// Layout: for esp8266 it may be omitted; the image states it (a V2 bin's flash
+// map, an Arduino sketch bin -> single, an RTOS SDK v3 app -> ota). A declared
+// layout that contradicts the image is a 422 layout-mismatch.
+//
+// A release that was offered to devices and then deleted leaves a tombstone of
+// its artifacts' digests (migrations/0002_release_tombstones.sql): its version
+// can be uploaded again only with exactly those bytes (409 release-was-offered).
 //
 // Thread-safe: one Catalogue serves every worker thread.
 
@@ -85,7 +96,7 @@ struct UploadSpec {
     std::string product;
     std::string version;
     std::string chip;      // required; see firmware_types.hpp (case and '-'/'_' ignored)
-    std::string layout;    // default: ota for ESP32-family chips, single for generic; required for esp8266
+    std::string layout;    // default: ota for ESP32-family chips, single for generic, the image's for esp8266
     std::string slot;      // required for the NONOS layouts (user1/user2); else "" or ota_N
     std::string filename;  // default: see above
     // Used when `filename` is empty and this one is a valid name (a multipart part's filename).
@@ -94,6 +105,7 @@ struct UploadSpec {
     // operator is an admin; the catalogue still refuses once the release was offered.
     bool replace = false;
     bool allow_version_mismatch = false;          // URL version may differ from the image's
+    bool allow_trailing_data = false;             // keep bytes after an ESP8266 image's end
     std::optional<std::string> expected_sha256;   // 64 hex digits; a mismatch stores nothing
 };
 
@@ -105,6 +117,8 @@ struct ResolvedUpload {
     Layout layout = Layout::single;
     std::string slot;
     std::string filename;
+    bool layout_from_image = false;   // esp8266 without a declared layout: taken from the image
+    bool filename_defaulted = false;  // neither given nor suggested: may be qualified if taken
 };
 
 // Bytes received into a temp file but not stored yet. Dropping it deletes the temp file.
@@ -220,7 +234,9 @@ public:
     // Stores the received bytes as the artifact `spec` declares (see the top of
     // this header for the order of steps). `actor` goes into the audit entry.
     // Errors: invalid (names, digest-mismatch), unprocessable (image), conflict
-    // (different bytes without replace, offered release), never a half-stored artifact.
+    // (different bytes without replace, offered release, a file name another
+    // artifact of the release has, bytes other than an offered-then-deleted
+    // version had), never a half-stored artifact.
     UploadResult store(PendingUpload upload, const UploadSpec& spec, std::string_view actor);
 
     // --- reading (not_found for unknown names)
@@ -253,7 +269,9 @@ public:
     void delete_channel(std::string_view product, std::string_view channel, std::string_view actor);
 
 private:
-    nlohmann::json inspect(const storage::BlobInfo& blob, const ResolvedUpload& target, const UploadSpec& spec);
+    // Inspects the stored blob, settles what the declaration left to the image
+    // (layout, then slot checks and the default filename) and returns the metadata.
+    nlohmann::json inspect(const storage::BlobInfo& blob, ResolvedUpload& target, const UploadSpec& spec);
     // Deletes the blob file when no blobs row names it (a failed upload's bytes).
     void drop_if_unreferenced(const std::string& sha256) noexcept;
     // Deletes blob rows without artifacts and files without rows (after deletes).

@@ -44,7 +44,7 @@ std::string valid_chip_names();
 bool is_esp32_family(Chip chip) noexcept;
 
 // Flash layout a firmware is built for.
-//  nonos_*  ESP8266 NONOS SDK FOTA (user1/user2 bins, protocols.md section 1)
+//  nonos_*  ESP8266 NONOS SDK FOTA (user1/user2 bins, docs/protocols.md#nonos-fota)
 //  ota      ESP-IDF / ESP8266 RTOS v3 partition table with ota_0..ota_15
 //  single   one application image, no slots (Arduino, plain updates)
 enum class Layout { nonos_256_256, nonos_512_512, nonos_1024_1024, ota, single };

@@ -5,7 +5,7 @@
 // (missing_slot_artifact deserves a warning: a release was published without the
 // build a device needs).
 //
-// Rules (protocols.md sections 1 and 2):
+// Rules (docs/protocols.md#nonos-slots and docs/protocols.md#idf-next-slot):
 //  * Layout 256+256 / 512+512 (NONOS): the target is the other slot (user1 <->
 //    user2). Only an artifact whose slot IS the target may be offered: the two
 //    builds are linked for different flash addresses and the wrong one bricks the
@@ -26,6 +26,11 @@
 //    artifact without a secure_version counts as 0.
 //  * An empty device version means "unknown": any release version is offered
 //    (callers that can, e.g. from an Arduino sketch MD5, should check identity).
+//  * The device runs the release when its version equals the release version
+//    (compare_versions), or equals exactly the app version inspected in one of
+//    the release's images for its chip (esp_app_desc_t.version, e.g. the
+//    `git describe` string PROJECT_VER gives, which the version order would
+//    otherwise judge newer or older): up to date.
 //  * Among equally preferred artifacts the first in input order wins.
 //
 // Slot names are compared case-insensitively ("USER1" == "user1"); the Offer's
@@ -66,6 +71,7 @@ struct CandidateArtifact {
     Layout layout = Layout::single;
     std::string slot;  // "user1"/"user2"/"ota_3"/"" (built for any slot / unknown)
     std::optional<std::uint32_t> secure_version;
+    std::string app_version{};  // esp_app_desc_t.version of the image; "" when it has none
 };
 
 struct Offer {

@@ -84,6 +84,17 @@ struct Artifact {
     std::int64_t created_at = 0;
 };
 
+// What an offered release had when it was deleted (migration 0002): its
+// version can come back only with these bytes.
+struct ReleaseTombstone {
+    std::string chip;
+    std::string layout;
+    std::string slot;
+    std::string sha256;
+    std::uint64_t size = 0;
+    std::int64_t deleted_at = 0;
+};
+
 struct Channel {
     std::int64_t product_id = 0;
     std::string name;
@@ -118,8 +129,12 @@ public:
     // Marks the release offered (idempotent); true if this call changed it.
     bool mark_release_offered(std::int64_t release_id);
     // Deletes the release and its artifacts; false if it did not exist. Throws
-    // StorageError(reference) while a channel points at it.
+    // StorageError(reference) while a channel points at it. An offered release
+    // leaves a tombstone (written by the schema's trigger).
     bool delete_release(std::int64_t release_id);
+    // The tombstone of (product, version) by chip, layout, slot; empty if that
+    // version was never offered and deleted.
+    std::vector<ReleaseTombstone> list_tombstones(std::int64_t product_id, std::string_view version);
 
     // --- artifacts
     Artifact insert_artifact(const NewArtifact& artifact);

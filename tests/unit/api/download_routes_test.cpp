@@ -125,7 +125,7 @@ TEST_F(DownloadRoutesTest, RoutesRunInlineAndCountAsDownloads) {
         ASSERT_EQ(match.kind, api::Router::Match::Kind::found) << path;
         EXPECT_TRUE(match.route->options.runs_inline);
         EXPECT_TRUE(match.route->options.is_download);
-        EXPECT_FALSE(match.route->options.stream_body);
+        EXPECT_EQ(match.route->options.body, api::BodyPolicy::none);
     }
 }
 

@@ -16,6 +16,15 @@ TEST(Router, MatchesLiteralAndCapturesSegments) {
     EXPECT_EQ(m.params.at("version"), "1.2.0");
 }
 
+TEST(Router, ARouteTakesNoBodyAndHasNoPreBodyHookUnlessItSaysSo) {
+    Router r;
+    r.add(Method::get, "/a", ok);
+    r.add(Method::post, "/b", ok, {.body = BodyPolicy::buffered});
+    EXPECT_EQ(r.match(Method::get, "/a").route->options.body, BodyPolicy::none);
+    EXPECT_FALSE(r.match(Method::get, "/a").route->options.authorize);
+    EXPECT_EQ(r.match(Method::post, "/b").route->options.body, BodyPolicy::buffered);
+}
+
 TEST(Router, UnknownPathIsNotFound) {
     Router r;
     r.add(Method::get, "/healthz", ok);

@@ -81,6 +81,20 @@ std::string v2_image(int slot, std::uint8_t flash_map = 2) {
     return testing::build_esp8266_v2_image(spec);
 }
 
+std::string esp32_bootloader(const std::string& chip) {
+    testing::Esp32Spec spec;
+    spec.chip = chip;
+    spec.bootloader = true;
+    return testing::build_esp32_image(spec);
+}
+
+std::string arduino_image_with_trailer(const std::string& trailer, std::uint32_t seed = 1) {
+    testing::ArduinoSpec spec;
+    spec.trailer = trailer;
+    spec.seed = seed;
+    return testing::build_arduino_image(spec);
+}
+
 UploadSpec spec_for(std::string product, std::string version, std::string chip, std::string layout = "",
                     std::string slot = "") {
     UploadSpec spec;
@@ -280,6 +294,18 @@ TEST_F(CatalogueTest, BrokenImagesAre422WithTheInspectorsCodeAndStoreNothing) {
         {v2_image(2), spec_for("p", "1.0.0", "esp8266", "512+512", "user1"), "slot-mismatch"},
         {v2_image(1, 5), spec_for("p", "1.0.0", "esp8266", "512+512", "user1"), "layout-mismatch"},
         {esp32_image("1.0.0"), spec_for("p", "1.0.0", "esp8266", "512+512", "user1"), "chip-mismatch"},
+        {esp32_bootloader("esp32"), spec_for("p", "1.0.0", "esp32"), "bootloader"},
+        {esp32_bootloader("esp32"), spec_for("p", "1.0.0", "esp32c3"), "chip-mismatch"},
+        {testing::build_esp8266_classic_image(testing::esp8266_nonos_bootloader_spec()),
+         spec_for("p", "1.0.0", "esp8266", "single"), "bootloader"},
+        {testing::build_esp8266_classic_image(testing::esp8266_eboot_spec()), spec_for("p", "1.0.0", "esp8266"),
+         "bootloader"},
+        {testing::build_arduino_image({}, testing::Break::flipped_byte), spec_for("p", "1.0.0", "esp8266", "single"),
+         "bad-checksum"},
+        {testing::build_arduino_image({}), spec_for("p", "1.0.0", "esp8266", "ota"), "layout-mismatch"},
+        {testing::build_esp8266_classic_image({}), spec_for("p", "1.0.0", "esp8266", "single"), "layout-mismatch"},
+        {arduino_image_with_trailer("junk"), spec_for("p", "1.0.0", "esp8266", "single"), "trailing-data"},
+        {testing::build_arduino_image({}).substr(0x1000), spec_for("p", "1.0.0", "esp8266"), "layout-mismatch"},
     };
     for (const auto& c : cases) {
         SCOPED_TRACE(c.code);
@@ -315,6 +341,107 @@ TEST_F(CatalogueTest, Esp8266NonosSlotsAreStoredWithDefaultFilenames) {
     EXPECT_EQ(catalogue->get_release("plug", "1.0.0").artifacts.size(), 2u);
     auto big = upload(v2_image(1, 6), spec_for("plug", "1.0.0", "esp8266", "1024+1024", "user1"));
     EXPECT_EQ(big.artifact.layout, "1024+1024");
+    // user1.bin is taken in this release: the default names the layout too.
+    EXPECT_EQ(big.artifact.filename, "user1-1024+1024.bin");
+}
+
+TEST_F(CatalogueTest, Esp8266LayoutIsTakenFromTheImageWhenOmitted) {
+    auto fota = upload(v2_image(2, 5), spec_for("plug", "1.0.0", "esp8266", "", "user2"));
+    EXPECT_EQ(fota.artifact.layout, "1024+1024");
+    EXPECT_EQ(fota.artifact.filename, "user2.bin");
+    auto sketch = upload(testing::build_arduino_image({}), spec_for("plug", "1.0.0", "esp8266"));
+    EXPECT_EQ(sketch.artifact.layout, "single");
+    EXPECT_EQ(sketch.artifact.filename, "firmware.bin");
+    auto rtos = upload(testing::build_esp8266_classic_image({}), spec_for("plug", "1.0.0", "esp8266"));
+    EXPECT_EQ(rtos.artifact.layout, "ota");
+    EXPECT_EQ(rtos.artifact.filename, "firmware-esp8266-ota.bin");  // firmware.bin is the sketch's
+    EXPECT_EQ(rtos.artifact.image["build"], "rtos-app");
+
+    // Only a contradiction is refused; a NONOS layout still needs its slot.
+    auto e = error_of([&] { upload(v2_image(1, 2), spec_for("plug", "1.1.0", "esp8266", "1024+1024", "user1")); });
+    EXPECT_EQ(e.extra()["code"], "layout-mismatch");
+    e = error_of([&] { upload(v2_image(1, 2), spec_for("plug", "1.1.0", "esp8266")); });
+    EXPECT_EQ(e.code(), "invalid-slot");
+    EXPECT_NE(std::string(e.what()).find("for layout 512+512"), std::string::npos) << e.what();
+    testing::Esp8266V2Spec no_fota_map;
+    no_fota_map.flash_map = 7;
+    e = error_of([&] { upload(testing::build_esp8266_v2_image(no_fota_map), spec_for("plug", "1.1.0", "esp8266", "", "user1")); });
+    EXPECT_EQ(e.extra()["code"], "layout-mismatch");
+    EXPECT_EQ(std::string(e.what()), "layout was not given and the image does not state one: image flash size map 7 "
+                                     "has no FOTA layout");
+    EXPECT_EQ(blob_files(), 3u);
+}
+
+TEST_F(CatalogueTest, TrailingDataIsKeptOnlyWhenAllowed) {
+    const std::string image = arduino_image_with_trailer(std::string(100, 'z'));
+    auto e = error_of([&] { upload(image, spec_for("p", "1.0.0", "esp8266", "single")); });
+    EXPECT_EQ(e.extra()["code"], "trailing-data");
+    auto spec = spec_for("p", "1.0.0", "esp8266", "single");
+    spec.allow_trailing_data = true;
+    auto r = upload(image, spec);
+    EXPECT_EQ(r.artifact.image["trailing"]["bytes"], 100);
+    EXPECT_EQ(r.artifact.size, image.size());
+}
+
+TEST_F(CatalogueTest, FileNamesAreUniqueWithinARelease) {
+    auto first = upload("blob one", spec_for("p", "1.0.0", "generic"));
+    EXPECT_EQ(first.artifact.filename, "firmware.bin");
+    // A defaulted name steps aside ...
+    auto second = upload(esp32_image("1.0.0"), spec_for("p", "1.0.0", "esp32"));
+    EXPECT_EQ(second.artifact.filename, "firmware-esp32-ota.bin");
+    // ... a chosen one is refused, naming the artifact that has it.
+    auto spec = spec_for("p", "1.0.0", "esp32c3");
+    spec.filename = "firmware.bin";
+    auto e = error_of([&] { upload(esp32_image("1.0.0", "esp32c3"), spec); });
+    EXPECT_EQ(e.kind(), Kind::conflict);
+    EXPECT_EQ(e.code(), "filename-exists");
+    EXPECT_EQ(e.extra()["artifact_id"], first.artifact.id);
+    EXPECT_EQ(e.extra()["chip"], "generic");
+    EXPECT_NE(std::string(e.what()).find("already has an artifact named 'firmware.bin' (id " +
+                                         std::to_string(first.artifact.id) + ", generic/single)"),
+              std::string::npos)
+        << e.what();
+    spec.suggested_filename = "app.bin";  // a multipart file name is a choice too
+    spec.filename.clear();
+    EXPECT_EQ(upload(esp32_image("1.0.0", "esp32c3"), spec).artifact.filename, "app.bin");
+    auto again = spec_for("p", "1.0.0", "esp32s3");
+    again.suggested_filename = "app.bin";
+    EXPECT_EQ(error_of([&] { upload(esp32_image("1.0.0", "esp32s3"), again); }).code(), "filename-exists");
+    // Replacing an artifact keeps its own name; another release may reuse any name.
+    auto replace = spec_for("p", "1.0.0", "generic");
+    replace.replace = true;
+    EXPECT_EQ(upload("blob two", replace).artifact.filename, "firmware.bin");
+    EXPECT_EQ(upload("blob one", spec_for("p", "1.1.0", "generic")).artifact.filename, "firmware.bin");
+}
+
+TEST_F(CatalogueTest, AnOfferedThenDeletedVersionComesBackOnlyWithItsBytes) {
+    const std::string image = esp32_image("1.0.0", "esp32", "thermostat", 1);
+    upload(image, spec_for("thermostat", "1.0.0", "esp32"));
+    mark_offered("thermostat", "1.0.0");
+    catalogue->delete_release("thermostat", "1.0.0", "token:admin");
+    EXPECT_EQ(blob_files(), 0u);
+
+    // Other bytes for the same version and slot: refused, naming the version.
+    auto e = error_of([&] { upload(esp32_image("1.0.0", "esp32", "thermostat", 2), spec_for("thermostat", "1.0.0", "esp32")); });
+    EXPECT_EQ(e.kind(), Kind::conflict);
+    EXPECT_EQ(e.code(), "release-was-offered");
+    EXPECT_EQ(e.extra()["version"], "1.0.0");
+    EXPECT_EQ(e.extra()["tombstone"][0]["sha256"], util::sha256_hex(image));
+    EXPECT_NE(std::string(e.what()).find("release '1.0.0' of 'thermostat' was offered to devices"), std::string::npos)
+        << e.what();
+    // A build for a chip the offered release did not have: refused too.
+    e = error_of([&] { upload(esp32_image("1.0.0", "esp32c3"), spec_for("thermostat", "1.0.0", "esp32c3")); });
+    EXPECT_EQ(e.code(), "release-was-offered");
+    EXPECT_NE(std::string(e.what()).find("it had no esp32c3/ota artifact"), std::string::npos) << e.what();
+    EXPECT_EQ(blob_files(), 0u);
+    EXPECT_THROW(catalogue->get_release("thermostat", "1.0.0"), CatalogueError);
+
+    // The same bytes come back; deleting a release never offered leaves nothing behind.
+    EXPECT_EQ(upload(image, spec_for("thermostat", "1.0.0", "esp32")).outcome, UploadOutcome::created);
+    upload(esp32_image("1.1.0", "esp32", "thermostat", 3), spec_for("thermostat", "1.1.0", "esp32"));
+    catalogue->delete_release("thermostat", "1.1.0", "token:admin");
+    EXPECT_EQ(upload(esp32_image("1.1.0", "esp32", "thermostat", 4), spec_for("thermostat", "1.1.0", "esp32")).outcome,
+              UploadOutcome::created);
 }
 
 TEST_F(CatalogueTest, VersionMismatchCanBeAllowed) {
@@ -393,7 +520,8 @@ TEST_F(CatalogueTest, DeclarationsAreValidatedWithTheValidValues) {
     EXPECT_EQ(chip.code(), "invalid-chip");
     EXPECT_NE(std::string(chip.what()).find("esp32c3"), std::string::npos);
     EXPECT_TRUE(chip.extra()["valid_chips"].is_array());
-    EXPECT_EQ(code_of(spec_for("p", "1", "esp8266")), "invalid-layout");  // required for esp8266
+    EXPECT_TRUE(catalogue->resolve(spec_for("p", "1", "esp8266")).layout_from_image);  // the image states it
+    EXPECT_EQ(code_of(spec_for("p", "1", "esp8266", "", "user3")), "invalid-slot");
     EXPECT_EQ(code_of(spec_for("p", "1", "esp32", "2048+2048")), "invalid-layout");
     EXPECT_EQ(code_of(spec_for("p", "1", "esp32", "512+512", "user1")), "invalid-layout");
     EXPECT_EQ(code_of(spec_for("p", "1", "esp8266", "512+512")), "invalid-slot");

@@ -233,7 +233,7 @@ TEST_F(DeviceRegistryTest, StatusNames) {
 
 // A device that reports right after its first poll must be found even while a
 // flush has taken its sighting out of the pending map and not committed it yet
-// (found by the fleet simulation: a report answered 404 "no device").
+// (found by the soak test and the fleet simulation: a report answered 404 "no device").
 TEST_F(DeviceRegistryTest, ADeviceIsFoundWhileAFlushIsWritingItsFirstSighting) {
     registry->record_poll(sighting("new", "1.0.0"), std::nullopt);
     std::optional<storage::WriteTransaction> other_writer;
@@ -245,12 +245,15 @@ TEST_F(DeviceRegistryTest, ADeviceIsFoundWhileAFlushIsWritingItsFirstSighting) {
 
     auto lookup = std::async(std::launch::async, [this] { return registry->product_of("new"); });
     // Without waiting for the flush, the lookup answers at once, and wrongly.
-    if (lookup.wait_for(std::chrono::milliseconds(200)) == std::future_status::ready)
+    if (lookup.wait_for(std::chrono::milliseconds(200)) == std::future_status::ready) {
         EXPECT_EQ(lookup.get(), product) << "answered before the flush committed";
+    }
     other_writer->rollback();
     other_writer.reset();
     EXPECT_FALSE(flushing.get().failed);
-    if (lookup.valid()) EXPECT_EQ(lookup.get(), product);
+    if (lookup.valid()) {
+        EXPECT_EQ(lookup.get(), product);
+    }
 }
 
 }  // namespace

@@ -154,9 +154,10 @@ TEST(EspImageEsp32, HeaderSegmentsChecksumHashAndAppDesc) {
     EXPECT_EQ(info.max_chip_rev_full, 199);
     EXPECT_EQ(info.hash_appended_flag, 1);
     ASSERT_EQ(info.segments.size(), 4u);
+    // ESP32-C3 DROM, DRAM, IRAM, IROM (the builder's per-chip defaults).
     const std::vector<std::tuple<std::uint64_t, std::uint32_t, std::uint32_t>> segs = {
-        {24, 0x3F400020, 0x2000}, {0x2020, 0x3FFB0000, 0x400}, {0x2428, 0x40080000, 0x1000},
-        {0x3430, 0x400D0020, 0x8000}};
+        {24, 0x3C000020, 0x2000}, {0x2020, 0x3FC88000, 0x400}, {0x2428, 0x40380000, 0x1000},
+        {0x3430, 0x42000020, 0x8000}};
     for (std::size_t i = 0; i < segs.size(); ++i) {
         EXPECT_EQ(info.segments[i].header_offset, std::get<0>(segs[i])) << i;
         EXPECT_EQ(info.segments[i].load_addr, std::get<1>(segs[i])) << i;
@@ -278,7 +279,8 @@ TEST(EspImageEsp32, ErrorDetailsNameOffsetsAndValues) {
     EXPECT_EQ(r.error().detail, "segment 3 at offset 0x3430 declares 32768 bytes but only 16384 remain");
 
     r = inspect_bytes(testing::build_esp32_image(spec, Break::wrong_chip_id), Chip::esp32c3);
-    EXPECT_EQ(r.error().detail, "file is an esp32s3 image (chip_id 0x0009) but the declared chip is esp32c3");
+    EXPECT_EQ(r.error().detail, "file is an ESP32-S3 app image (chip_id 0x0009) but the declared chip is esp32c3; the image is "
+                                "for esp32s3");
 
     r = inspect_bytes(testing::build_esp32_image(spec, Break::too_many_segments), Chip::esp32c3);
     EXPECT_EQ(r.error().detail, "header at offset 0x0 declares 17 segments; at most 16 are allowed");
@@ -336,30 +338,38 @@ TEST(EspImageReaders, FileReaderErrorsAndReadErrors) {
 
 // ------------------------------------------------------------ ESP8266 classic
 
-TEST(EspImageEsp8266Classic, ParsesHeaderSegmentsAndFlashMap) {
+TEST(EspImageEsp8266Classic, ParsesAnRtosSdkV3AppWithItsFlashSize) {
     Esp8266ClassicSpec spec;
     spec.flash_mode = 2;
     spec.flash_size_map = 6;
     spec.flash_freq = 0xF;
     const std::string image = testing::build_esp8266_classic_image(spec);
-    // 8 + 3 * 8 + 0x800 + 0x200 + 0x100 = 0xB20; checksum at 0xB2F.
-    ASSERT_EQ(image.size(), 0xB30u);
+    // 8 + 3 * 8 + 0x800 + 0x400 + 0x200 = 0xE20; checksum at 0xE2F; SHA-256 to 0xE50.
+    ASSERT_EQ(image.size(), 0xE50u);
     const auto r = inspect_bytes(image, Chip::esp8266);
     ASSERT_TRUE(r.ok()) << r.error().detail;
     const ImageInfo& info = r.info();
     EXPECT_EQ(info.format, ImageFormat::esp8266_classic);
+    EXPECT_EQ(info.build, Esp8266Build::rtos_app);
+    EXPECT_EQ(info.role, ImageRole::application);
     EXPECT_EQ(info.chip, Chip::esp8266);
     EXPECT_EQ(info.spi_mode, 2);
     EXPECT_EQ(info.spi_speed, 0xF);
     EXPECT_EQ(info.flash_size_map, 6u);
-    EXPECT_EQ(info.flash_layout, Layout::nonos_1024_1024);
+    // The size nibble of a classic image is a flash size (4MB-c1), not a FOTA map.
+    EXPECT_FALSE(info.flash_layout);
+    EXPECT_EQ(info.to_json().at("flash_size"), "4MB-c1");
+    EXPECT_FALSE(info.to_json().contains("flash_layout"));
+    EXPECT_EQ(implied_layout(info), Layout::ota);
     EXPECT_EQ(info.entry_addr, 0x40100004u);
     ASSERT_EQ(info.segments.size(), 3u);
+    EXPECT_EQ(info.segments[0].load_addr, 0x40210010u);
     EXPECT_EQ(info.segments[1].header_offset, 0x810u);
-    EXPECT_EQ(info.segments[1].load_addr, 0x3FFE8000u);
-    EXPECT_EQ(info.checksum_offset, 0xB2Fu);
+    EXPECT_EQ(info.segments[1].load_addr, 0x40100000u);
+    EXPECT_EQ(info.checksum_offset, 0xE2Fu);
     EXPECT_FALSE(info.app_desc);
-    EXPECT_FALSE(info.appended_sha256);
+    ASSERT_TRUE(info.appended_sha256);
+    EXPECT_EQ(info.content_end, 0xE50u);
     EXPECT_EQ(info.trailing_bytes, 0u);
     // Auto-detection finds the same.
     EXPECT_EQ(inspect_bytes(image, Chip::generic).info().format, ImageFormat::esp8266_classic);
@@ -569,10 +579,13 @@ TEST(EspImageFamilies, ImageOfTheOtherFamilyIsAChipMismatch) {
 
     auto r = inspect_bytes(esp32, Chip::esp8266);
     EXPECT_EQ(error_code(r), "chip-mismatch");
-    EXPECT_EQ(r.error().detail, "file is an esp32 image (chip_id 0x0000) but the declared chip is esp8266");
+    EXPECT_EQ(r.error().detail,
+              "file is an ESP32 app image (chip_id 0x0000) but the declared chip is esp8266; the image is for esp32");
     r = inspect_bytes(v2, Chip::esp32c3);
     EXPECT_EQ(error_code(r), "chip-mismatch");
-    EXPECT_EQ(r.error().detail, "file is an ESP8266 FOTA V2 image but the declared chip is esp32c3");
+    EXPECT_EQ(r.error().detail, "file is an ESP8266 NONOS FOTA user bin (0xea) but the declared chip is esp32c3; the image is for esp8266");
+    r = inspect_bytes(classic, Chip::esp32s3);
+    EXPECT_EQ(r.error().detail, "file is an ESP8266 RTOS SDK v3 app image but the declared chip is esp32s3; the image is for esp8266");
     EXPECT_EQ(error_code(inspect_bytes(classic, Chip::esp32s3)), "chip-mismatch");
     EXPECT_EQ(error_code(inspect_bytes(esp32, Chip::esp32c6)), "chip-mismatch");
 
@@ -671,9 +684,268 @@ TEST(CheckDeclared, Esp8266V2SlotAndFlashMap) {
 TEST(CheckDeclared, Esp8266ClassicIsNotAFotaUserBin) {
     const auto r = inspect_bytes(testing::build_esp8266_classic_image({}), Chip::esp8266);
     ASSERT_TRUE(r.ok());
-    EXPECT_EQ(check_declared(r.info(), Chip::esp8266, Layout::nonos_512_512, "user1")->code, "layout-mismatch");
-    EXPECT_FALSE(check_declared(r.info(), Chip::esp8266, Layout::single, ""));
+    const auto e = check_declared(r.info(), Chip::esp8266, Layout::nonos_512_512, "user1");
+    EXPECT_EQ(e->code, "layout-mismatch");
+    EXPECT_EQ(e->detail, "layout 512+512 needs an ESP8266 NONOS FOTA user1/user2 bin (first byte 0xea), but the "
+                         "file is an ESP8266 RTOS SDK v3 app image");
     EXPECT_FALSE(check_declared(r.info(), Chip::esp8266, Layout::ota, "ota_0"));
+    EXPECT_FALSE(check_declared(r.info(), Chip::esp8266, Layout::ota, ""));
+}
+
+// ------------------------------------------------------------ Arduino ESP8266 bins
+
+TEST(EspImageArduino, EbootThenTheSketchWithItsCrc) {
+    const testing::ArduinoSpec spec;
+    const std::string image = testing::build_arduino_image(spec);
+    const auto r = inspect_bytes(image, Chip::esp8266);
+    ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+    const ImageInfo& info = r.info();
+    EXPECT_EQ(info.format, ImageFormat::esp8266_classic);
+    EXPECT_EQ(info.build, Esp8266Build::arduino);
+    EXPECT_EQ(info.role, ImageRole::application);
+    EXPECT_EQ(implied_layout(info), Layout::single);
+    ASSERT_TRUE(info.arduino);
+    const ArduinoSketch& sketch = *info.arduino;
+    ASSERT_EQ(sketch.eboot_segments.size(), 2u);
+    EXPECT_EQ(sketch.eboot_segments[0].load_addr, 0x4010F000u);
+    EXPECT_EQ(sketch.eboot_entry_addr, 0x4010F29Cu);
+    EXPECT_EQ(sketch.app_offset, 0x1000u);
+    // Every segment of the sketch is walked, not only the first.
+    ASSERT_EQ(info.segments.size(), 5u);
+    EXPECT_EQ(info.segments[0].header_offset, 0x1008u);
+    EXPECT_EQ(info.segments[0].load_addr, 0x40201010u);
+    EXPECT_EQ(info.segments[4].load_addr, 0x3FFE8400u);
+    EXPECT_EQ(info.entry_addr, 0x401000E0u);
+    // 0x1000 + 8 + 5 * 8 + 0x8000 + 0x1000 + 0x100 + 0x400 + 0x300 = 0xA830; checksum at 0xA83F.
+    EXPECT_EQ(info.checksum_offset, 0xA83Fu);
+    EXPECT_EQ(info.content_end, image.size());
+    EXPECT_EQ(image.size(), 0xA840u);
+    EXPECT_TRUE(sketch.has_crc);
+    EXPECT_EQ(sketch.crc_length, image.size());
+    std::string zeroed = image;
+    std::fill_n(zeroed.begin() + 0x1010, 8, '\0');
+    EXPECT_EQ(sketch.crc, testing::arduino_crc(zeroed));
+    EXPECT_EQ(sketch.signature_bytes, 0u);
+    EXPECT_EQ(info.trailing_bytes, 0u);
+    // The flash settings are those of the first header (what the ROM and the Updater read).
+    EXPECT_EQ(info.spi_mode, 2);
+    EXPECT_EQ(info.to_json().at("flash_size"), "4MB");
+    EXPECT_EQ(info.to_json().at("build"), "arduino");
+    EXPECT_EQ(info.to_json().at("arduino").at("crc").at("length"), image.size());
+    EXPECT_FALSE(info.to_json().contains("flash_layout"));
+    EXPECT_FALSE(check_declared(info, Chip::esp8266, Layout::single, ""));
+    EXPECT_EQ(inspect_bytes(image, Chip::generic).info().build, Esp8266Build::arduino);
+}
+
+TEST(EspImageArduino, OlderCoreWithoutCrcSignedAndErasedFillAreAccepted) {
+    testing::ArduinoSpec spec;
+    spec.with_crc = false;
+    auto r = inspect_bytes(testing::build_arduino_image(spec), Chip::esp8266);
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    EXPECT_FALSE(r.info().arduino->has_crc);
+
+    spec = {};
+    spec.signature_bytes = 256;  // RSA-2048, tools/signing.py
+    r = inspect_bytes(testing::build_arduino_image(spec), Chip::esp8266);
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    EXPECT_EQ(r.info().arduino->signature_bytes, 256u);
+    EXPECT_EQ(r.info().trailing_bytes, 0u);
+
+    spec = {};
+    spec.erased_fill = true;
+    const std::string filled = testing::build_arduino_image(spec);
+    ASSERT_EQ(filled.size() % 4096, 0u);
+    r = inspect_bytes(filled, Chip::esp8266);
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    EXPECT_EQ(r.info().content_end, 0xA840u);
+}
+
+TEST(EspImageArduino, TruncatedOrFlippedSketchesAreRefused) {
+    const std::vector<BrokenCase> cases = {
+        {Break::truncated_segment, "truncated-segment"},  // the sketch cut in its last segment
+        {Break::missing_checksum, "missing-checksum"},
+        {Break::bad_checksum, "bad-checksum"},
+        {Break::flipped_byte, "bad-checksum"},       // a byte in the middle of the sketch's code
+        {Break::flipped_last_byte, "bad-checksum"},  // the last byte (the checksum)
+        {Break::bad_crc, "bad-crc"},
+        {Break::bad_padding, "bad-padding"},
+        {Break::too_many_segments, "too-many-segments"},
+        {Break::bad_magic, "bad-magic"},
+        {Break::truncated_header, "truncated-header"},
+    };
+    for (const auto& c : cases) {
+        const std::string image = testing::build_arduino_image({}, c.broken);
+        EXPECT_EQ(error_code(inspect_bytes(image, Chip::esp8266)), c.code) << testing::to_string(c.broken);
+    }
+    // Without the CRC (core < 3.0) the XOR checksum alone still catches a flipped byte.
+    testing::ArduinoSpec old_core;
+    old_core.with_crc = false;
+    EXPECT_EQ(error_code(inspect_bytes(testing::build_arduino_image(old_core, Break::flipped_byte), Chip::esp8266)),
+              "bad-checksum");
+    // A byte no checksum covers (the sketch header's flash mode) is caught by the CRC.
+    std::string image = testing::build_arduino_image({});
+    image[0x1002] = static_cast<char>(image[0x1002] ^ 1);
+    EXPECT_EQ(error_code(inspect_bytes(image, Chip::esp8266)), "bad-crc");
+    // Cut short inside the 0xAA fill: not a bootloader, a truncated sketch bin.
+    const auto cut = inspect_bytes(testing::build_arduino_image({}).substr(0, 0x900), Chip::esp8266);
+    EXPECT_EQ(error_code(cut), "truncated-header");
+}
+
+TEST(EspImageArduino, LengthWordThatDisagreesWithTheEndIsABadCrc) {
+    std::string image = testing::build_arduino_image({});
+    image[0x1010] = static_cast<char>(image[0x1010] + 16);  // the file "should" be 16 bytes longer
+    const auto r = inspect_bytes(image, Chip::esp8266);
+    EXPECT_EQ(error_code(r), "bad-crc");
+    EXPECT_NE(r.error().detail.find("length word at offset 0x1010 says 43088 bytes but the image ends at offset 0xa840"),
+              std::string::npos)
+        << r.error().detail;
+}
+
+TEST(EspImageArduino, TrailingDataIsRefusedUnlessAllowed) {
+    testing::ArduinoSpec spec;
+    spec.trailer = "this is not part of any image";
+    const std::string image = testing::build_arduino_image(spec);
+    auto r = inspect_bytes(image, Chip::esp8266);
+    EXPECT_EQ(error_code(r), "trailing-data");
+    EXPECT_EQ(r.error().detail,
+              "29 bytes follow the end of the image at offset 0xa840 (they start 74686973206973206e6f742070617274...), "
+              "where elf2bin writes nothing but an optional signature block (tools/signing.py); a concatenated or "
+              "damaged file? Upload with trailing_data=allow to keep them");
+    MemoryImageReader reader(image);
+    r = inspect_esp_image(reader, Chip::esp8266, {.allow_trailing_data = true});
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    EXPECT_EQ(r.info().trailing_offset, 0xA840u);
+    EXPECT_EQ(r.info().trailing_bytes, 29u);
+
+    // The same for an RTOS SDK v3 app, after its SHA-256; 0xFF up to 4 KiB is fine.
+    Esp8266ClassicSpec rtos;
+    rtos.trailer = std::string(40, 'x');
+    EXPECT_EQ(error_code(inspect_bytes(testing::build_esp8266_classic_image(rtos), Chip::esp8266)), "trailing-data");
+    rtos.trailer.clear();
+    rtos.erased_fill = true;
+    EXPECT_TRUE(inspect_bytes(testing::build_esp8266_classic_image(rtos), Chip::esp8266).ok());
+    // ... but 0xFF that does not end on a 4 KiB boundary is not a fill.
+    rtos.erased_fill = false;
+    rtos.trailer = std::string(100, '\xff');
+    EXPECT_EQ(error_code(inspect_bytes(testing::build_esp8266_classic_image(rtos), Chip::esp8266)), "trailing-data");
+}
+
+TEST(EspImageArduino, SketchWithoutEbootFitsNoLayout) {
+    const std::string image = testing::build_arduino_image({}).substr(0x1000);
+    const auto r = inspect_bytes(image, Chip::esp8266);
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    EXPECT_EQ(r.info().build, Esp8266Build::unknown_app);
+    EXPECT_FALSE(implied_layout(r.info()));
+    for (Layout layout : {Layout::single, Layout::ota}) {
+        const auto e = check_declared(r.info(), Chip::esp8266, layout, "");
+        ASSERT_TRUE(e);
+        EXPECT_EQ(e->code, "layout-mismatch");
+        EXPECT_NE(e->detail.find("an ESP8266 Arduino sketch without its eboot"), std::string::npos) << e->detail;
+    }
+}
+
+TEST(EspImageArduino, RtosAppNeedsItsAppendedHash) {
+    Esp8266ClassicSpec spec;
+    spec.append_sha256 = false;
+    EXPECT_EQ(error_code(inspect_bytes(testing::build_esp8266_classic_image(spec), Chip::esp8266)), "truncated-hash");
+    EXPECT_EQ(error_code(inspect_bytes(testing::build_esp8266_classic_image({}, Break::flipped_last_byte),
+                                       Chip::esp8266)),
+              "bad-appended-hash");
+    EXPECT_EQ(error_code(inspect_bytes(testing::build_esp8266_classic_image({}, Break::flipped_byte), Chip::esp8266)),
+              "bad-checksum");
+}
+
+// ------------------------------------------------------------ layouts per ESP8266 build
+
+TEST(CheckDeclared, Esp8266ClassicBuildsMatchTheirLayoutOnly) {
+    const ImageInfo arduino = inspect_bytes(testing::build_arduino_image({}), Chip::esp8266).info();
+    const ImageInfo rtos = inspect_bytes(testing::build_esp8266_classic_image({}), Chip::esp8266).info();
+    auto e = check_declared(arduino, Chip::esp8266, Layout::ota, "");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->code, "layout-mismatch");
+    EXPECT_EQ(e->detail, "file is an ESP8266 Arduino sketch bin (eboot, then the sketch at 0x1000), which layout "
+                         "single serves; layout ota is for ESP8266 RTOS SDK v3 and ESP-IDF apps");
+    e = check_declared(rtos, Chip::esp8266, Layout::single, "");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->code, "layout-mismatch");
+    EXPECT_EQ(e->detail, "file is an ESP8266 RTOS SDK v3 app image, which layout ota serves; layout single on ESP8266 "
+                         "is for Arduino sketch bins (eboot at 0x0, the sketch at 0x1000)");
+    EXPECT_EQ(check_declared(arduino, Chip::esp8266, Layout::nonos_1024_1024, "user1")->code, "layout-mismatch");
+    EXPECT_FALSE(check_declared(arduino, Chip::esp8266, Layout::single, ""));
+    EXPECT_FALSE(check_declared(rtos, Chip::esp8266, Layout::ota, ""));
+    // ESP32-family images fit both ota and single; V2 bins their flash map's layout.
+    const ImageInfo esp32 = inspect_bytes(testing::build_esp32_image({}), Chip::esp32).info();
+    EXPECT_FALSE(implied_layout(esp32));
+    EXPECT_EQ(implied_layout(inspect_bytes(testing::build_esp8266_v2_image({.flash_map = 5}), Chip::esp8266).info()),
+              Layout::nonos_1024_1024);
+}
+
+// ------------------------------------------------------------ bootloaders
+
+TEST(EspImageBootloader, Esp8266BootloadersAreRefusedAsSuch) {
+    for (const auto& [spec, hint] : {std::pair{testing::esp8266_nonos_bootloader_spec(), "boot_v1.x.bin"},
+                                     std::pair{testing::esp8266_eboot_spec(), "Arduino's eboot"}}) {
+        const std::string image = testing::build_esp8266_classic_image(spec);
+        for (Chip declared : {Chip::esp8266, Chip::generic}) {
+            const auto r = inspect_bytes(image, declared);
+            EXPECT_EQ(error_code(r), "bootloader");
+            EXPECT_TRUE(r.error().detail.starts_with("file is an ESP8266 bootloader, not an application"))
+                << r.error().detail;
+            EXPECT_NE(r.error().detail.find(hint), std::string::npos) << r.error().detail;
+        }
+        // Of another chip, it is first of all the wrong chip.
+        const auto r = inspect_bytes(image, Chip::esp32c3);
+        EXPECT_EQ(error_code(r), "chip-mismatch");
+        EXPECT_EQ(r.error().detail, "file is an ESP8266 bootloader but the declared chip is esp32c3; the image is for esp8266");
+    }
+}
+
+TEST(EspImageBootloader, EveryEsp32FamilyBootloaderIsRefused) {
+    for (Chip chip : all_chips()) {
+        if (!is_esp32_family(chip)) continue;
+        for (bool with_desc : {true, false}) {
+            Esp32Spec spec;
+            spec.chip = std::string(to_string(chip));
+            spec.bootloader = true;
+            spec.bootloader_desc = with_desc;
+            spec.app.idf_ver = "v5.3.2";
+            const std::string image = testing::build_esp32_image(spec);
+            const auto r = inspect_bytes(image, chip);
+            const std::string where = spec.chip + (with_desc ? " with desc" : " without desc");
+            ASSERT_EQ(error_code(r), "bootloader") << where;
+            EXPECT_NE(r.error().detail.find("bootloader"), std::string::npos) << where;
+            EXPECT_EQ(r.error().detail.find("built with esp-idf v5.3.2") != std::string::npos, with_desc) << where;
+            EXPECT_EQ(error_code(inspect_bytes(image, Chip::generic)), "bootloader") << where;
+            EXPECT_EQ(error_code(inspect_bytes(image, Chip::esp8266)), "chip-mismatch") << where;
+            const Chip other = chip == Chip::esp32 ? Chip::esp32c3 : Chip::esp32;
+            EXPECT_EQ(error_code(inspect_bytes(image, other)), "chip-mismatch") << where;
+        }
+    }
+    Esp32Spec c3;
+    c3.chip = "esp32c3";
+    c3.bootloader = true;
+    const auto r = inspect_bytes(testing::build_esp32_image(c3), Chip::esp32c3);
+    EXPECT_EQ(r.error().detail,
+              "file is an ESP32-C3 bootloader (chip_id 0x0005) built with esp-idf v5.2.1, not an application: its 3 "
+              "segment(s) load into RAM (0x3fc88000, 0x40380000, 0x40384000) and none into flash-mapped memory "
+              "(0x42000000..0x427fffff, 0x3c000000..0x3c7fffff) and there is no esp_app_desc_t: a second-stage "
+              "bootloader (or another RAM-only program), which esptool flashes at 0x0 on an ESP32-C3 and which is "
+              "never an update. Upload the application (build/<project>.bin)");
+    c3.chip = "esp32";
+    const auto e32 = inspect_bytes(testing::build_esp32_image(c3), Chip::esp32c3);
+    EXPECT_EQ(e32.error().detail, "file is an ESP32 bootloader (chip_id 0x0000) but the declared chip is esp32c3; the image is for "
+                                  "esp32");
+}
+
+TEST(EspImageBootloader, AnAppWithoutAppDescStaysBadAppDesc) {
+    // Flash-mapped segments make it an app: its missing esp_app_desc_t is the fault.
+    for (const char* chip : {"esp32", "esp32c3", "esp32c6", "esp32p4"}) {
+        Esp32Spec spec;
+        spec.chip = chip;
+        EXPECT_EQ(error_code(inspect_bytes(testing::build_esp32_image(spec, Break::bad_app_desc), Chip::generic)),
+                  "bad-app-desc")
+            << chip;
+    }
 }
 
 // ------------------------------------------------------------ robustness
@@ -685,7 +957,8 @@ TEST(EspImageRobustness, EveryByteFlipAndTruncation) {
     const std::set<std::string> known = {
         "ok",          "truncated-header", "bad-magic",         "too-many-segments", "truncated-segment",
         "unaligned-segment", "missing-checksum", "bad-checksum", "truncated-hash",   "bad-appended-hash",
-        "bad-app-desc", "unknown-chip",    "chip-mismatch",     "bad-padding",       "bad-crc"};
+        "bad-app-desc", "unknown-chip",    "chip-mismatch",     "bad-padding",       "bad-crc",
+        "bootloader",  "bad-load-address", "trailing-data"};
     Esp32Spec esp32;
     esp32.segments = {{0x3F400020, 0x120}, {0x40080000, 0x40}};
     Esp8266V2Spec v2;
@@ -693,11 +966,15 @@ TEST(EspImageRobustness, EveryByteFlipAndTruncation) {
     v2.irom_pointers = 4;
     v2.ram_segments = {{0x40100000, 0x40}, {0x3FFE8000, 0x10}};
     Esp8266ClassicSpec classic;
-    classic.segments = {{0x40100000, 0x40}, {0x3FFE8000, 0x10}};
+    classic.segments = {{0x40210010, 0x40}, {0x40100000, 0x10}};
+    testing::ArduinoSpec arduino;
+    arduino.eboot_segments = {{0x4010F000, 0x40}};
+    arduino.app_segments = {{0x40201010, 0x40}, {0x40100000, 0x10}, {0x3FFE8000, 0x8}};
     const std::vector<std::pair<std::string, Chip>> images = {
         {testing::build_esp32_image(esp32), Chip::esp32},
         {testing::build_esp8266_v2_image(v2), Chip::esp8266},
         {testing::build_esp8266_classic_image(classic), Chip::esp8266},
+        {testing::build_arduino_image(arduino), Chip::esp8266},
     };
     for (const auto& [image, chip] : images) {
         for (Chip declared : {chip, Chip::generic}) {
@@ -710,8 +987,8 @@ TEST(EspImageRobustness, EveryByteFlipAndTruncation) {
                 EXPECT_TRUE(known.contains(code)) << code << " at " << i;
                 rejected += code != "ok";
             }
-            // Only bytes outside the checksum/hash/CRC (ESP32 header fields, ESP8266
-            // classic header and irom) may change unnoticed.
+            // Only bytes outside the checksum/hash/CRC (ESP32 header fields, the
+            // ESP8266 V2 irom) may change unnoticed.
             EXPECT_GT(rejected, image.size() / 2);
             for (std::size_t n = 0; n < image.size(); ++n) {
                 const std::string code = error_code(inspect_bytes(image.substr(0, n), declared));
@@ -736,7 +1013,7 @@ TEST(EspImageJson, Esp32AndV2Documents) {
     EXPECT_EQ(j.at("file_size"), image.size());
     EXPECT_EQ(j.at("entry_addr"), "0x40081000");
     EXPECT_EQ(j.at("segments").size(), 4u);
-    EXPECT_EQ(j.at("segments")[0].at("load_addr"), "0x3f400020");
+    EXPECT_EQ(j.at("segments")[0].at("load_addr"), "0x3c000020");
     EXPECT_EQ(j.at("app_desc").at("version"), "1.2.0");
     EXPECT_EQ(j.at("app_desc").at("offset"), 32);
     EXPECT_EQ(j.at("appended_sha256"), util::sha256_hex(std::string_view(image).substr(0, image.size() - 32)));
@@ -750,6 +1027,8 @@ TEST(EspImageJson, Esp32AndV2Documents) {
     EXPECT_EQ(v2.at("chip"), "esp8266");
     EXPECT_EQ(v2.at("flash_size_map"), 4);
     EXPECT_EQ(v2.at("flash_layout"), "512+512");
+    EXPECT_EQ(v2.at("flash_size"), "4MB");
+    EXPECT_EQ(v2.at("role"), "application");
     EXPECT_EQ(v2.at("v2").at("slot"), "user2");
     EXPECT_EQ(v2.at("v2").at("link_slot"), "user2");
     EXPECT_EQ(v2.at("v2").at("app_byte"), 2);

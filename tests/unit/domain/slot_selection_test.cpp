@@ -332,5 +332,43 @@ TEST(NoUpdateReason, Names) {
     EXPECT_EQ(to_string(NoUpdateReason::no_target_slot), "no_target_slot");
 }
 
+// ---- the app version inside a release's image ----
+
+TEST(DecideUpdate, DeviceReportingTheImagesAppVersionRunsThatRelease) {
+    // Release 1.1.0 was built from `git describe` v1.1.0-3-gabc1234, which the
+    // version order ranks as a pre-release of 1.1.0: the device would be offered
+    // 1.1.0 on every poll.
+    std::vector<CandidateArtifact> release = {artifact(7, Chip::esp32, Layout::ota, "")};
+    release[0].app_version = "v1.1.0-3-gabc1234";
+    const NoUpdate same = expect_no_update(
+        decide_update(device(Chip::esp32, Layout::ota, "ota_0", "v1.1.0-3-gabc1234"), kNewer, release));
+    EXPECT_EQ(same.reason, NoUpdateReason::up_to_date);
+    EXPECT_EQ(same.detail, "device runs v1.1.0-3-gabc1234, the app version in release 1.1.0's image, which the "
+                           "channel offers");
+    // Only an exact match counts, and only for the device's chip.
+    expect_offer(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "v1.1.0-2-gffff000"), kNewer, release));
+    expect_offer(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "V1.1.0-3-GABC1234"), kNewer, release));
+    std::vector<CandidateArtifact> two_chips = {artifact(7, Chip::esp32c3, Layout::ota, ""),
+                                                artifact(8, Chip::esp32, Layout::ota, "")};
+    two_chips[0].app_version = "0.1.0-rc";
+    EXPECT_EQ(expect_offer(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "0.1.0-rc"), kNewer, two_chips))
+                  .artifact_id,
+              8);
+    // A free-form app version ranks above any number ("judged ahead"): without
+    // the rule the device would never be offered anything again.
+    std::vector<CandidateArtifact> named = {artifact(9, Chip::esp32, Layout::ota, "")};
+    named[0].app_version = "thermo-nightly";
+    EXPECT_EQ(expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "thermo-nightly"), kNewer, named))
+                  .reason,
+              NoUpdateReason::up_to_date);
+    EXPECT_EQ(expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "thermo-nightly"),
+                                             ChannelRelease{"1.2.0", false}, release))
+                  .reason,
+              NoUpdateReason::older_release);  // another release's app version still orders as text
+    // Without an app version the release version alone decides, as before.
+    EXPECT_EQ(expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "1.1.0"), kNewer, release)).reason,
+              NoUpdateReason::up_to_date);
+}
+
 }  // namespace
 }  // namespace otad::domain

@@ -365,6 +365,9 @@ public:
     void request_stop() {
         if (server_) server_->stop();
     }
+    void reload() {
+        if (server_) server_->reload_tls();
+    }
     void stop() {
         if (!server_) return;
         server_->stop();
@@ -428,6 +431,9 @@ inline ServerOptions test_options(bool https = true, bool http = true) {
     o.send_timeout = 5s;
     o.idle_timeout = 5s;
     o.shutdown_timeout = 5s;
+    // The plain listener is a second transport for most tests; which routes it
+    // serves by default has its own tests (listener_test.cpp).
+    o.plain_http_serves_all_routes = true;
     return o;
 }
 

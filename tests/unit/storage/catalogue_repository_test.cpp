@@ -251,6 +251,41 @@ TEST_F(CatalogueRepositoryTest, OfferedReleaseIsFrozenButCanBeDeletedWhole) {
     EXPECT_FALSE(catalogue->get_artifact(a.id).has_value());
 }
 
+TEST_F(CatalogueRepositoryTest, DeletingAnOfferedReleaseLeavesAPermanentTombstone) {
+    Product app = catalogue->create_product("app");
+    Product other = catalogue->create_product("other");
+    catalogue->insert_blob(sha_a, 1000);
+    catalogue->insert_blob(sha_b, 2000);
+    Release offered = catalogue->create_release(app.id, "1.0.0");
+    catalogue->insert_artifact(artifact(offered.id, "esp8266", "512+512", "user2", sha_b, 2000));
+    catalogue->insert_artifact(artifact(offered.id));
+    Release never = catalogue->create_release(app.id, "1.1.0");
+    catalogue->insert_artifact(artifact(never.id));
+    ASSERT_TRUE(catalogue->mark_release_offered(offered.id));
+
+    EXPECT_TRUE(catalogue->list_tombstones(app.id, "1.0.0").empty());  // only once it is deleted
+    EXPECT_TRUE(catalogue->delete_release(offered.id));
+    EXPECT_TRUE(catalogue->delete_release(never.id));
+
+    const auto tombstone = catalogue->list_tombstones(app.id, "1.0.0");
+    ASSERT_EQ(tombstone.size(), 2u);  // by chip, layout, slot
+    EXPECT_EQ(tombstone[0].slot, "user1");
+    EXPECT_EQ(tombstone[0].sha256, sha_a);
+    EXPECT_EQ(tombstone[0].size, 1000u);
+    EXPECT_EQ(tombstone[1].slot, "user2");
+    EXPECT_EQ(tombstone[1].sha256, sha_b);
+    EXPECT_EQ(tombstone[1].chip, "esp8266");
+    EXPECT_EQ(tombstone[1].layout, "512+512");
+    EXPECT_GT(tombstone[0].deleted_at, 0);
+    EXPECT_TRUE(catalogue->list_tombstones(app.id, "1.1.0").empty());  // never offered
+    EXPECT_TRUE(catalogue->list_tombstones(other.id, "1.0.0").empty());
+
+    EXPECT_THROW(lease->get().execute_script("DELETE FROM release_tombstones"), SQLite::Exception);
+    EXPECT_THROW(lease->get().execute_script("UPDATE release_tombstones SET sha256 = '" + sha_b + "'"),
+                 SQLite::Exception);
+    EXPECT_EQ(catalogue->list_tombstones(app.id, "1.0.0").size(), 2u);
+}
+
 TEST_F(CatalogueRepositoryTest, UploadRowsCommitTogetherOrNotAtAll) {
     Product app = catalogue->create_product("app");
     Release r = catalogue->create_release(app.id, "1.0.0");
