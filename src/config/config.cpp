@@ -184,6 +184,10 @@ const std::vector<Binding>& bindings() {
         int_key("orphan_collect_interval_s",
                 "how often blobs no artifact uses (left by a crash) are removed while serving; 0: only at start-up",
                 &Config::orphan_collect_interval_s, 0, 30 * kDay),
+        int_key("rollout_tick_ms", "how often rollout health gates are judged and stage holds checked",
+                &Config::rollout_tick_ms, 50, 600'000),
+        int_key("rollout_time_scale", "rollout holds and staleness run this many times faster than the clock (tests)",
+                &Config::rollout_time_scale, 1, 1'000'000),
     };
     return all;
 }

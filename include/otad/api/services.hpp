@@ -20,6 +20,7 @@ class DeviceRegistry;
 class DeviceKeys;
 class SigningKeyRing;
 class TokenUsage;
+class Rollouts;
 }  // namespace otad::domain
 
 namespace otad::api {
@@ -39,6 +40,7 @@ struct Services {
     domain::SigningKeyRing* signing_keys = nullptr;     // manifest signing keys, GET /api/v1/keys
     // Batched "last used" of operator tokens (require_operator records each use); null: not recorded.
     domain::TokenUsage* token_usage = nullptr;
+    domain::Rollouts* rollouts = nullptr;               // staged rollouts, tags, pins (docs/rollouts.md)
 };
 
 }  // namespace otad::api

@@ -52,6 +52,8 @@ struct Config {
     std::uint64_t min_upload_rate_bytes_per_s = 4 * 1024;
     std::uint64_t max_buffered_body_bytes_total = 64ull * 1024 * 1024;
     std::uint64_t orphan_collect_interval_s = 3'600;  // 0: only at start-up
+    std::uint64_t rollout_tick_ms = 2'000;     // docs/rollouts.md: gate and hold checks
+    std::uint64_t rollout_time_scale = 1;      // holds and staleness run this many times faster (tests)
 
     std::filesystem::path database_path() const;
     std::filesystem::path tls_cert_path() const;

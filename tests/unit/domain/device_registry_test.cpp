@@ -3,11 +3,13 @@
 #include "otad/domain/device_registry.hpp"
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "device_test_support.hpp"
+#include "otad/storage/database.hpp"
 #include "otad/storage/device_repository.hpp"
 
 namespace otad::domain {
@@ -227,6 +229,31 @@ TEST_F(DeviceRegistryTest, StatusNames) {
     EXPECT_FALSE(parse_device_status("Installed").has_value());
     EXPECT_FALSE(parse_device_status("success").has_value());
     EXPECT_EQ(valid_device_statuses(), "downloading, downloaded, installing, installed, failed, rolled_back");
+}
+
+// A device that reports right after its first poll must be found even while a
+// flush has taken its sighting out of the pending map and not committed it yet
+// (found by the soak test and the fleet simulation: a report answered 404 "no device").
+TEST_F(DeviceRegistryTest, ADeviceIsFoundWhileAFlushIsWritingItsFirstSighting) {
+    registry->record_poll(sighting("new", "1.0.0"), std::nullopt);
+    std::optional<storage::WriteTransaction> other_writer;
+    other_writer.emplace(*db);  // the flush will wait for this writer
+    auto flushing = std::async(std::launch::async, [this] { return registry->flush(); });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (registry->pending() != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    ASSERT_EQ(registry->pending(), 0u);  // the flush holds the sighting now, uncommitted
+
+    auto lookup = std::async(std::launch::async, [this] { return registry->product_of("new"); });
+    // Without waiting for the flush, the lookup answers at once, and wrongly.
+    if (lookup.wait_for(std::chrono::milliseconds(200)) == std::future_status::ready) {
+        EXPECT_EQ(lookup.get(), product) << "answered before the flush committed";
+    }
+    other_writer->rollback();
+    other_writer.reset();
+    EXPECT_FALSE(flushing.get().failed);
+    if (lookup.valid()) {
+        EXPECT_EQ(lookup.get(), product);
+    }
 }
 
 }  // namespace
