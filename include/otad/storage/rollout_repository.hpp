@@ -1,6 +1,6 @@
 #pragma once
 // Rollouts, their stages and counters, per-device rollout membership, device tags
-// and device overrides (pins, exclusions): the rows of migration 0004. Plain
+// and device overrides (pins, exclusions): the rows of migration 0003. Plain
 // records in and out; the rules (who is in the cohort, when the gate breaks,
 // which transitions are allowed) belong to domain/rollouts.
 //
