@@ -272,13 +272,22 @@ FlushStats DeviceRegistry::flush_locked() {
 }
 
 std::optional<std::int64_t> DeviceRegistry::product_of(std::string_view device_id) {
-    {
-        std::lock_guard lock(pending_mutex_);
-        if (auto it = pending_.find(std::string(device_id)); it != pending_.end()) return it->second.sighting.product_id;
-    }
-    auto row = database_.read([&](storage::Connection& c) { return storage::DeviceRepository(c).get(device_id); });
-    if (!row) return std::nullopt;
-    return row->product_id;
+    auto lookup = [&]() -> std::optional<std::int64_t> {
+        {
+            std::lock_guard lock(pending_mutex_);
+            if (auto it = pending_.find(std::string(device_id)); it != pending_.end())
+                return it->second.sighting.product_id;
+        }
+        auto row = database_.read([&](storage::Connection& c) { return storage::DeviceRepository(c).get(device_id); });
+        if (!row) return std::nullopt;
+        return row->product_id;
+    };
+    if (auto found = lookup()) return found;
+    // A flush in progress holds the device's first sighting outside pending_ and not yet
+    // committed: a device reporting right after its first poll would be "unknown". Flushes
+    // run under write_mutex_, so ask again once none is in flight (only misses pay this).
+    std::lock_guard lock(write_mutex_);
+    return lookup();
 }
 
 bool DeviceRegistry::report(const DeviceReport& report) {

@@ -3,6 +3,8 @@
 #include "otad/domain/device_registry.hpp"
 
 #include <chrono>
+#include <future>
+#include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -205,6 +207,31 @@ TEST_F(DeviceRegistryTest, ReportsNeedAKnownDeviceAndSeePendingPolls) {
     EXPECT_EQ(report.status, "downloading");
     EXPECT_EQ(nlohmann::json::parse(report.detail_json)["detail"].get<std::string>().size(), 1024u);
     EXPECT_FALSE(registry->product_of("ghost").has_value());
+}
+
+TEST_F(DeviceRegistryTest, ProductOfSeesAFirstSightingWhoseFlushIsInFlight) {
+    // Found by the fleet simulator: a device reporting `downloading` right after its first
+    // poll was told 404 while the background flush had taken its sighting but not committed it.
+    registry->record_poll(sighting("a", "1.0.0"), std::nullopt);
+    auto writer = std::make_unique<storage::WriteTransaction>(*db);  // the flush will wait for it
+    auto flushing = std::async(std::launch::async, [&] { return registry->flush(); });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (registry->pending() != 0u && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_EQ(registry->pending(), 0u);  // taken by the flush, not yet in the database
+    ASSERT_FALSE(device("a").has_value());
+
+    auto asked = std::async(std::launch::async, [&] { return registry->product_of("a"); });
+    // Unfixed, the answer (unknown) comes at once; fixed, it waits for the flush.
+    if (asked.wait_for(std::chrono::milliseconds(200)) == std::future_status::ready) {
+        EXPECT_EQ(asked.get(), product) << "answered while the sighting was in flight";
+        writer.reset();
+    } else {
+        writer.reset();  // let the flush write
+        EXPECT_EQ(asked.get(), product);
+    }
+    EXPECT_FALSE(flushing.get().failed);
+    EXPECT_TRUE(device("a").has_value());
 }
 
 TEST_F(DeviceRegistryTest, BackgroundFlusherAndFinalFlushOnStop) {
