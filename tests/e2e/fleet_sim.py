@@ -246,10 +246,11 @@ class Fleet:
                              f"({time.monotonic() - deadline + timeout:.1f}s); last: {history[-1] if history else None}")
 
     # ------------------------------------------------------------------ views for assertions
-    def offered(self, version, since_round=0):
-        """Ids of devices offered `version` in a round >= since_round."""
+    def offered(self, version, since_round=0, until_round=None):
+        """Ids of devices offered `version` in a round within [since_round, until_round]."""
+        last = self.round if until_round is None else until_round
         return {d.id for d in self.devices.values()
-                if any(v == version and r >= since_round for r, v, _ in d.offers)}
+                if any(v == version and since_round <= r <= last for r, v, _ in d.offers)}
 
     def running(self, version):
         return {d.id for d in self.devices.values() if d.version == version}
