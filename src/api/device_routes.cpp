@@ -20,6 +20,7 @@
 #include "otad/domain/device_keys.hpp"
 #include "otad/domain/device_registry.hpp"
 #include "otad/domain/device_updates.hpp"
+#include "otad/domain/rollouts.hpp"
 #include "otad/domain/signing.hpp"
 #include "otad/domain/signing_keys.hpp"
 #include "otad/storage/catalogue_repository.hpp"
@@ -360,6 +361,16 @@ Response get_device(Request& request, Services& services) {
         before = static_cast<std::int64_t>(*n);
     }
     services.device_registry->flush();
+    // Rollouts (docs/rollouts.md): tags, pin/exclusion and why the device gets what it
+    // gets. Read before the lease below (one connection at a time).
+    json rollout_view = nullptr;
+    if (services.rollouts) {
+        try {
+            rollout_view = services.rollouts->device_view(id);
+        } catch (const domain::RolloutError&) {
+            // An unknown device: answered 404 below.
+        }
+    }
     return services.database.read([&](storage::Connection& c) {
         storage::DeviceRepository devices(c);
         auto device = devices.get(id);
@@ -378,6 +389,8 @@ Response get_device(Request& request, Services& services) {
                                {"detail", detail.is_discarded() ? json::object() : detail}});
         }
         json out = device_json(*device, product ? product->name : std::to_string(device->product_id));
+        if (rollout_view.is_object())
+            for (const auto& [key, value] : rollout_view.items()) out[key] = value;
         out["history"] = history;
         out["history_next_before"] = events.size() == limit ? json(events.back().id) : json(nullptr);
         return json_response(200, out);

@@ -433,20 +433,22 @@ void add_operator_routes(Router& router, Services& services) {
     router.add(Method::put, base + "/products/{product}/channels/{channel}",
                operator_route(services, Role::admin,
                               [&](Request& r, const Operator& op) {
-                                  json body = object_body(r, {"version", "allow_rollback"});
+                                  json body = object_body(r, {"version", "allow_rollback", "force"});
                                   if (!body.contains("version") || !body["version"].is_string())
                                       throw ProblemError(400, "invalid-body", "version (a string) is required");
-                                  bool allow_rollback = false;
-                                  if (body.contains("allow_rollback")) {
-                                      if (!body["allow_rollback"].is_boolean())
+                                  auto flag = [&](const char* name) {
+                                      if (!body.contains(name)) return false;
+                                      if (!body[name].is_boolean())
                                           throw ProblemError(400, "invalid-body",
-                                                             "allow_rollback must be true or false");
-                                      allow_rollback = body["allow_rollback"].get<bool>();
-                                  }
+                                                             std::string(name) + " must be true or false");
+                                      return body[name].get<bool>();
+                                  };
+                                  const bool allow_rollback = flag("allow_rollback");
+                                  const bool force = flag("force");  // past the 512+512 check (docs/rollouts.md)
                                   return json_response(
                                       200, to_json(catalogue.set_channel(r.param("product"), r.param("channel"),
                                                                          body["version"].get<std::string>(),
-                                                                         allow_rollback, op.actor())));
+                                                                         allow_rollback, op.actor(), force)));
                               }),
                json_body);
     router.add(Method::del, base + "/products/{product}/channels/{channel}",

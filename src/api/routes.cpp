@@ -9,6 +9,7 @@ Router build_router(Services& services) {
     add_download_routes(router, services);
     add_compat_routes(router, services);
     add_device_routes(router, services);
+    add_rollout_routes(router, services);
     return router;
 }
 

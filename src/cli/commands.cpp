@@ -7,6 +7,7 @@
 
 #include "app.hpp"
 #include "remote_commands.hpp"
+#include "rollout_commands.hpp"
 #include "keys_commands.hpp"
 #include "serve.hpp"
 #include "otad/storage/audit_repository.hpp"
@@ -118,6 +119,8 @@ int run(int argc, char** argv) {
     auto run_remote = add_remote_commands(app);
     // keys (manifest signing keys)
     auto run_keys = add_keys_commands(app);
+    // rollout start|status|pause|resume|advance|abort
+    auto run_rollout = add_rollout_commands(app);
 
     // version
     auto* version_cmd = app.add_subcommand("version", "print the version and the schema version it knows");
@@ -146,6 +149,7 @@ int run(int argc, char** argv) {
         if (token_revoke_cmd->parsed()) return token_revoke(token_flags, token_name, token_force);
         if (int code = run_remote(); code >= 0) return code;
         if (int code = run_keys(); code >= 0) return code;
+        if (int code = run_rollout(); code >= 0) return code;
         if (version_cmd->parsed()) {
             std::cout << "otad " << kVersion << " (schema " << storage::latest_known_version() << ")" << std::endl;
             return 0;

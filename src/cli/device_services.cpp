@@ -29,6 +29,13 @@ domain::DeviceUpdatesOptions update_options(const config::Config& config) {
     return o;
 }
 
+domain::RolloutOptions rollout_options(const config::Config& config) {
+    domain::RolloutOptions o;
+    o.tick = std::chrono::milliseconds(config.rollout_tick_ms);
+    o.time_scale = static_cast<std::int64_t>(config.rollout_time_scale);
+    return o;
+}
+
 }  // namespace
 
 DeviceServices::DeviceServices(storage::Database& database, const domain::UrlSigner& urls,
@@ -36,8 +43,11 @@ DeviceServices::DeviceServices(storage::Database& database, const domain::UrlSig
     : watch_(database, kChangeCheckInterval),
       signing_keys_(database, preferred(config), &watch_),
       device_keys_(database, &watch_),
+      rollouts_(database, &watch_, rollout_options(config)),
       registry_(database, registry_options(config)),
       updates_(database, signing_keys_, urls, &registry_, &watch_, update_options(config)) {
+    registry_.set_observer(&rollouts_);
+    updates_.set_release_resolver(&rollouts_);
     auto log = util::logger("otad");
     if (auto created = signing_keys_.ensure_active_key("system"))
         util::log_event(*log, spdlog::level::warn, "no active signing key: created one",
@@ -62,9 +72,16 @@ void DeviceServices::attach(api::Services& services) {
     services.device_registry = &registry_;
     services.device_keys = &device_keys_;
     services.signing_keys = &signing_keys_;
+    services.rollouts = &rollouts_;
 }
 
-void DeviceServices::start() { registry_.start(); }
-void DeviceServices::stop() noexcept { registry_.stop(); }
+void DeviceServices::start() {
+    registry_.start();
+    rollouts_.start();
+}
+void DeviceServices::stop() noexcept {
+    rollouts_.stop();
+    registry_.stop();
+}
 
 }  // namespace otad::cli

@@ -2,7 +2,7 @@
 // The device API's objects for `otad serve`, built and wired in one place so
 // serve.cpp stays short: change watch, signing key ring (a key is created at
 // start when none is active), device keys, the batched device registry and the
-// poll logic. Private to cli/.
+// poll logic, and staged rollouts (docs/rollouts.md). Private to cli/.
 
 #include <memory>
 
@@ -12,6 +12,7 @@
 #include "otad/domain/device_keys.hpp"
 #include "otad/domain/device_registry.hpp"
 #include "otad/domain/device_updates.hpp"
+#include "otad/domain/rollouts.hpp"
 #include "otad/domain/signing_keys.hpp"
 
 namespace otad::cli {
@@ -25,8 +26,8 @@ public:
 
     // Points the Services at these objects (before build_router).
     void attach(api::Services& services);
-    void start();          // the registry's background flusher
-    void stop() noexcept;  // stops it and flushes what is pending
+    void start();          // the registry's background flusher and the rollout task
+    void stop() noexcept;  // stops them and flushes what is pending
 
     domain::DeviceRegistry& registry() noexcept { return registry_; }
 
@@ -34,6 +35,7 @@ private:
     domain::ChangeWatch watch_;
     domain::SigningKeyRing signing_keys_;
     domain::DeviceKeys device_keys_;
+    domain::Rollouts rollouts_;  // before registry_: the registry's last flush reports to it
     domain::DeviceRegistry registry_;
     domain::DeviceUpdates updates_;
 };

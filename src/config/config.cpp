@@ -149,6 +149,10 @@ const std::vector<Binding>& bindings() {
                 &Config::device_flush_interval_ms, 10, 600'000),
         int_key("rollback_after_s", "a device still on its old version this long after an offer counts as rolled back",
                 &Config::rollback_after_s, 1, 365 * kDay),
+        int_key("rollout_tick_ms", "how often rollout health gates are judged and stage holds checked",
+                &Config::rollout_tick_ms, 50, 600'000),
+        int_key("rollout_time_scale", "rollout holds and staleness run this many times faster than the clock (tests)",
+                &Config::rollout_time_scale, 1, 1'000'000),
     };
     return all;
 }

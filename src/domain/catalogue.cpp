@@ -6,10 +6,12 @@
 
 #include "otad/domain/blob_cache.hpp"
 #include "otad/domain/esp_image.hpp"
+#include "otad/domain/rollouts.hpp"
 #include "otad/domain/version.hpp"
 #include "otad/storage/catalogue_repository.hpp"
 #include "otad/storage/database.hpp"
 #include "otad/storage/error.hpp"
+#include "otad/storage/rollout_repository.hpp"
 #include "otad/util/crypto.hpp"
 #include "otad/util/logging.hpp"
 #include "otad/util/strings.hpp"
@@ -104,6 +106,35 @@ std::vector<std::string> channels_of_release(CatalogueRepository& repo, const st
     for (const auto& channel : repo.list_channels(release.product_id))
         if (channel.release_id == release.id) names.push_back(channel.name);
     return names;
+}
+
+// Rollouts (docs/rollouts.md): an active rollout owns its channel and keeps its releases.
+void refuse_if_rollout_on_channel(storage::Connection& c, const storage::Product& product, std::string_view channel) {
+    if (auto active = storage::RolloutRepository(c).active_for_channel(product.id, channel))
+        throw CatalogueError(Kind::conflict, "channel-in-rollout",
+                             "channel " + shown(channel) + " of " + shown(product.name) + " is being moved by rollout " +
+                                 std::to_string(active->id) + " (" + std::string(storage::to_string(active->state)) +
+                                 ", to " + active->target_version + "); advance, complete or abort it instead",
+                             {{"rollout", active->id}, {"state", storage::to_string(active->state)}});
+}
+
+void refuse_if_release_in_use(storage::Connection& c, const storage::Product& product, const storage::Release& release) {
+    storage::RolloutRepository rollouts(c);
+    auto active = rollouts.active_for_release(release.id);
+    if (!active.empty()) {
+        json ids = json::array();
+        for (const auto& r : active) ids.push_back(r.id);
+        throw CatalogueError(Kind::conflict, "release-in-rollout",
+                             "release " + shown(release.version) + " of " + shown(product.name) +
+                                 " is part of rollout " + std::to_string(active.front().id) +
+                                 " on channel " + shown(active.front().channel) + "; abort or complete it first",
+                             {{"rollouts", ids}});
+    }
+    if (auto pins = rollouts.pins_to_release(release.id); pins > 0)
+        throw CatalogueError(Kind::conflict, "release-pinned",
+                             "release " + shown(release.version) + " of " + shown(product.name) + " is pinned by " +
+                                 std::to_string(pins) + " device(s); unpin them first",
+                             {{"devices", pins}});
 }
 
 std::string joined(const std::vector<std::string>& names) {
@@ -713,6 +744,7 @@ void Catalogue::delete_release(std::string_view name, std::string_view version, 
                                  "release " + shown(version) + " of " + shown(name) + " is on channel(s) " +
                                      joined(channels) + "; move them to another release first",
                                  {{"channels", channels}});
+        refuse_if_release_in_use(c, product, release);
         json artifact_ids = json::array();
         std::set<std::string> blobs_used;
         for (const auto& a : repo.list_artifacts(release.id)) {
@@ -730,7 +762,7 @@ void Catalogue::delete_release(std::string_view name, std::string_view version, 
 }
 
 ChannelInfo Catalogue::set_channel(std::string_view name, std::string_view channel, std::string_view version,
-                                   bool allow_rollback, std::string_view actor) {
+                                   bool allow_rollback, std::string_view actor, bool force) {
     check_names(name, version);
     check_channel_name(channel);
     std::int64_t product_id = 0;
@@ -745,6 +777,17 @@ ChannelInfo Catalogue::set_channel(std::string_view name, std::string_view chann
         auto previous = repo.get_channel(product.id, channel);
         if (previous && previous->release_id == release.id && previous->allow_rollback == allow_rollback)
             return channel_info(repo, *previous, product.name);
+        refuse_if_rollout_on_channel(c, product, channel);
+        if (!force) {  // 512+512 rule (docs/rollouts.md): never one slot's build without the other's
+            auto artifacts = repo.list_artifacts(release.id);
+            auto missing = missing_slot_builds(artifacts, nullptr, nullptr);
+            if (!missing.empty())
+                throw CatalogueError(Kind::unprocessable, "missing-slot-build",
+                                     "release " + shown(version) + " of " + shown(name) + " lacks " +
+                                         describe(missing) + ": " + missing.front().why +
+                                         "; upload it, or set force to point the channel anyway",
+                                     {{"missing_artifacts", to_json(missing)}});
+        }
         storage::Channel stored = repo.set_channel(product.id, channel, release.id, allow_rollback);
         product_id = product.id;
         json detail = {{"version", release.version}, {"allow_rollback", allow_rollback}};
@@ -773,6 +816,7 @@ void Catalogue::delete_channel(std::string_view name, std::string_view channel, 
         if (!row)
             throw CatalogueError(Kind::not_found, "not-found",
                                  "product " + shown(name) + " has no channel " + shown(channel));
+        refuse_if_rollout_on_channel(c, product, channel);
         auto release = repo.get_release(row->release_id);
         repo.delete_channel(product.id, channel);
         product_id = product.id;

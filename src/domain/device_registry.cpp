@@ -200,6 +200,7 @@ FlushStats DeviceRegistry::flush_locked() {
             devices.append_event({s.id, s.seen_at, kind, std::move(version), std::move(status), detail.dump()});
             ++stats.events;
         };
+        std::vector<std::optional<std::string>> rolled_back(batch.size());  // for the observer
         for (std::size_t i = 0; i < batch.size(); ++i) {
             const storage::DeviceSighting& s = batch[i].sighting;
             const std::optional<std::string>& offered = batch[i].offered_version;
@@ -231,6 +232,7 @@ FlushStats DeviceRegistry::flush_locked() {
                            {"running", s.version},
                            {"reason", installing ? "installing_reported" : "timeout"}});
                     devices.record_status(s.id, "rolled_back", x, s.seen_at);
+                    rolled_back[i] = x;
                     state.last_status = "rolled_back";
                     state.last_status_version = x;
                     ++stats.rollbacks;
@@ -249,6 +251,13 @@ FlushStats DeviceRegistry::flush_locked() {
                 state.offered_at = s.seen_at;
             }
             updated.emplace_back(s.id, std::move(state));
+        }
+        if (observer_) {  // rollout counters (docs/rollouts.md), in this transaction
+            std::vector<DeviceActivity> activity(batch.size());
+            for (std::size_t i = 0; i < batch.size(); ++i)
+                activity[i] = {&batch[i].sighting, batch[i].offered_version ? &*batch[i].offered_version : nullptr,
+                               rolled_back[i] ? &*rolled_back[i] : nullptr};
+            observer_->on_flush(tx.connection(), activity);
         }
         tx.commit();
     } catch (const std::exception& e) {
@@ -314,6 +323,7 @@ bool DeviceRegistry::report(const DeviceReport& report) {
                                        row->last_seen};
         state = Known{row->version, row->offered_version, row->offered_at, status, version, fields_digest(stored),
                       row->last_seen};
+        if (observer_) observer_->on_report(c, *row, report.status, version, at);
         return true;
     });
     if (found && state) {

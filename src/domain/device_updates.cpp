@@ -183,9 +183,36 @@ std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::snapshot(st
     return snap;
 }
 
+// Rollouts and pins: the channel's snapshot with another release of the product,
+// cached beside the channel's own (same lifetime: dropped when the generation moves).
+std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::chosen_snapshot(
+    std::shared_ptr<const ChannelSnapshot> channel_snapshot, const ReleaseChoice& choice) {
+    const ChannelSnapshot& channel = *channel_snapshot;
+    const bool rollback = choice.allow_rollback.value_or(channel.allow_rollback);
+    if (choice.release_id == channel.release.id && rollback == channel.allow_rollback) return channel_snapshot;
+    const std::int64_t gen = generation();
+    const std::string key = std::to_string(channel.product_id) + "/" + channel.channel + "#" +
+                            std::to_string(choice.release_id) + (rollback ? "+" : "-");
+    {
+        std::lock_guard lock(state_->lookup_mutex);
+        if (state_->lookup_generation == gen)
+            if (auto it = state_->channels.find(key); it != state_->channels.end()) return it->second;
+    }
+    auto snap = load_snapshot(channel.product_id, channel.product, channel.channel,
+                              ReleaseChoice{choice.release_id, rollback});
+    if (!snap->found) return channel_snapshot;  // the release went away meanwhile
+    std::lock_guard lock(state_->lookup_mutex);
+    if (state_->lookup_generation == gen) {
+        if (state_->channels.size() >= options_.max_cached_lookups) state_->channels.clear();
+        state_->channels.emplace(key, snap);
+    }
+    return snap;
+}
+
 std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::load_snapshot(std::int64_t product_id,
                                                                                    std::string_view product,
-                                                                                   std::string_view channel) {
+                                                                                   std::string_view channel,
+                                                                                   const std::optional<ReleaseChoice>& choice) {
     ++state_->catalogue_loads;
     auto snap = std::make_shared<ChannelSnapshot>();
     snap->product_id = product_id;
@@ -198,10 +225,10 @@ std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::load_snapsh
             for (const auto& ch : catalogue.list_channels(product_id)) snap->channel_names.push_back(ch.name);
             return;
         }
-        auto release = catalogue.get_release(row->release_id);
-        if (!release) return;  // the schema forbids it (RESTRICT); treat as a missing channel
+        auto release = catalogue.get_release(choice ? choice->release_id : row->release_id);
+        if (!release || release->product_id != product_id) return;  // the schema forbids it for a channel (RESTRICT)
         snap->found = true;
-        snap->allow_rollback = row->allow_rollback;
+        snap->allow_rollback = choice && choice->allow_rollback ? *choice->allow_rollback : row->allow_rollback;
         snap->release = std::move(*release);
         snap->offered.store(snap->release.offered);
         snap->artifacts = catalogue.list_artifacts(snap->release.id);
@@ -239,6 +266,12 @@ PollOutcome DeviceUpdates::poll(const PollRequest& request) {
                                                        : "; its channels: " + names),
                                     {{"channels", snap->channel_names}});
         }
+        // --- rollouts and pins (issue 11, docs/rollouts.md): the release this device is
+        // answered with when it is not simply the channel's (a rollout's target, a pin).
+        if (resolver_)
+            if (auto choice = resolver_->resolve(request, snap->release.id, snap->allow_rollback))
+                snap = chosen_snapshot(snap, *choice);
+        // --- end rollouts
         UpdateDecision decision =
             decide_update(request.device, ChannelRelease{snap->release.version, snap->allow_rollback}, snap->candidates);
         if (auto* bad = std::get_if<BadRequest>(&decision))

@@ -50,9 +50,11 @@ def upload(d, token, product, version, data, chip, layout="", slot="", filename=
     return json.loads(body)
 
 
-def set_channel(d, token, product, channel, version, allow_rollback=False):
-    status, _, body = d.json("PUT", f"/api/v1/products/{product}/channels/{channel}",
-                             {"version": version, "allow_rollback": allow_rollback}, token=token)
+def set_channel(d, token, product, channel, version, allow_rollback=False, force=False):
+    request = {"version": version, "allow_rollback": allow_rollback}
+    if force:  # past the 512+512 check (docs/rollouts.md)
+        request["force"] = True
+    status, _, body = d.json("PUT", f"/api/v1/products/{product}/channels/{channel}", request, token=token)
     assert status == 200, (status, body)
     return body
 

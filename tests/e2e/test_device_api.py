@@ -51,7 +51,7 @@ def env():
         upload(d, admin, "nonos", "2.0.0", images["nonos-user2"], "esp8266", "512+512", "user2")
         set_channel(d, admin, "nonos", "stable", "2.0.0")
         upload(d, admin, "half", "2.0.0", images["half-user1"], "esp8266", "512+512", "user1")
-        set_channel(d, admin, "half", "stable", "2.0.0")
+        set_channel(d, admin, "half", "stable", "2.0.0", force=True)  # lacks user2 on purpose
         upload(d, admin, "wide", "2.0.0", images["wide-user1"], "esp8266", "1024+1024", "user1")
         set_channel(d, admin, "wide", "stable", "2.0.0")
         yield {"d": d, "admin": admin, "viewer": viewer, "images": images}

@@ -20,5 +20,7 @@ void add_download_routes(Router& router, Services& services);
 void add_compat_routes(Router& router, Services& services);
 // Device poll, reports, device registry views, device keys, public signing keys; docs/device-api.md.
 void add_device_routes(Router& router, Services& services);
+// Staged rollouts, device tags and pins/exclusions; docs/rollouts.md.
+void add_rollout_routes(Router& router, Services& services);
 
 }  // namespace otad::api

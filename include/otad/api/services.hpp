@@ -19,6 +19,7 @@ class DeviceUpdates;
 class DeviceRegistry;
 class DeviceKeys;
 class SigningKeyRing;
+class Rollouts;
 }  // namespace otad::domain
 
 namespace otad::api {
@@ -36,6 +37,7 @@ struct Services {
     domain::DeviceRegistry* device_registry = nullptr;  // batched sightings, reports
     domain::DeviceKeys* device_keys = nullptr;          // per-product device keys (cached checks)
     domain::SigningKeyRing* signing_keys = nullptr;     // manifest signing keys, GET /api/v1/keys
+    domain::Rollouts* rollouts = nullptr;               // staged rollouts, tags, pins (docs/rollouts.md)
 };
 
 }  // namespace otad::api

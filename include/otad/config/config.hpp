@@ -46,6 +46,8 @@ struct Config {
     std::string signing_algorithm = "es256";
     std::uint64_t device_flush_interval_ms = 1'000;
     std::uint64_t rollback_after_s = 3'600;
+    std::uint64_t rollout_tick_ms = 2'000;     // docs/rollouts.md: gate and hold checks
+    std::uint64_t rollout_time_scale = 1;      // holds and staleness run this many times faster (tests)
 
     std::filesystem::path database_path() const;
     std::filesystem::path tls_cert_path() const;

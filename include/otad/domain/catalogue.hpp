@@ -240,11 +240,16 @@ public:
     // conflict while a channel points at the release or once it was offered.
     void delete_artifact(std::string_view product, std::string_view version, std::int64_t artifact_id,
                          std::string_view actor);
-    // conflict while a channel points at the release.
+    // conflict while a channel points at the release, an active rollout starts from
+    // or moves to it, or a device is pinned to it (docs/rollouts.md).
     void delete_release(std::string_view product, std::string_view version, std::string_view actor);
-    // not_found for an unknown product or release; invalid if the release has no artifacts.
+    // not_found for an unknown product or release; invalid if the release has no artifacts;
+    // conflict while a rollout is active on the channel; unprocessable (missing-slot-build)
+    // when the release has a 256+256/512+512 build for one slot but not the other,
+    // unless `force`.
     ChannelInfo set_channel(std::string_view product, std::string_view channel, std::string_view version,
-                            bool allow_rollback, std::string_view actor);
+                            bool allow_rollback, std::string_view actor, bool force = false);
+    // conflict while a rollout is active on the channel.
     void delete_channel(std::string_view product, std::string_view channel, std::string_view actor);
 
 private:

@@ -44,6 +44,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -54,6 +55,7 @@
 
 namespace otad::storage {
 class Database;
+class Connection;
 }
 
 namespace otad::domain {
@@ -89,6 +91,27 @@ struct DeviceReport {
     std::int64_t at = 0;  // 0 = now
 };
 
+// One flushed sighting as an observer sees it (pointers valid during the call).
+struct DeviceActivity {
+    const storage::DeviceSighting* sighting = nullptr;
+    const std::string* offered = nullptr;      // the version this batch's polls offered, or null
+    const std::string* rolled_back = nullptr;  // the version an implicit rollback was recorded for, or null
+};
+
+// Told about device activity inside the registry's write transactions, so what it
+// derives (rollout counters, docs/rollouts.md) commits or rolls back with the
+// device rows. What it throws fails the flush or report like a database error.
+class DeviceActivityObserver {
+public:
+    virtual ~DeviceActivityObserver() = default;
+    // After a flush wrote its sightings and events; every batch entry is passed.
+    virtual void on_flush(storage::Connection& connection, std::span<const DeviceActivity> batch) = 0;
+    // After a report was written; `device` is the row as it was before the report,
+    // `version` the version the report is about.
+    virtual void on_report(storage::Connection& connection, const storage::Device& device, DeviceStatus status,
+                           std::string_view version, std::int64_t at) = 0;
+};
+
 class DeviceRegistry {
 public:
     using Clock = std::function<std::int64_t()>;  // unix seconds
@@ -119,6 +142,9 @@ public:
 
     const DeviceRegistryOptions& options() const noexcept { return options_; }
 
+    // Set before start(); the observer must outlive the registry (or be reset first).
+    void set_observer(DeviceActivityObserver* observer) noexcept { observer_ = observer; }
+
 private:
     struct Pending {
         storage::DeviceSighting sighting;
@@ -143,6 +169,7 @@ private:
     storage::Database& database_;
     DeviceRegistryOptions options_;
     Clock clock_;
+    DeviceActivityObserver* observer_ = nullptr;
 
     mutable std::mutex pending_mutex_;
     std::unordered_map<std::string, Pending> pending_;

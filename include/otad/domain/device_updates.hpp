@@ -118,6 +118,22 @@ struct PollOutcome {
     std::uint64_t poll_interval_s = 0;               // for X-Otad-Poll-Interval
 };
 
+// Rollouts and pins (docs/rollouts.md): the release a device is answered with
+// when it is not simply its channel's. Implemented by domain::Rollouts.
+struct ReleaseChoice {
+    std::int64_t release_id = 0;         // a release of the poll's product
+    std::optional<bool> allow_rollback;  // nullopt: the channel's setting
+};
+
+class ReleaseResolver {
+public:
+    virtual ~ReleaseResolver() = default;
+    // nullopt: answer with the channel's release. Called on every poll that found
+    // its channel: must be cheap (cached; the database only after a change).
+    virtual std::optional<ReleaseChoice> resolve(const PollRequest& request, std::int64_t channel_release_id,
+                                                 bool channel_allows_rollback) = 0;
+};
+
 struct DeviceUpdatesStats {
     std::uint64_t polls = 0;
     std::uint64_t manifests_signed = 0;
@@ -144,6 +160,10 @@ public:
     // Throws DeviceUpdateError; storage::StorageError when the database fails.
     PollOutcome poll(const PollRequest& request);
 
+    // Rollouts and pins (issue 11): consulted after the channel is found. Set before
+    // serving; `resolver` must outlive this object.
+    void set_release_resolver(ReleaseResolver* resolver) noexcept { resolver_ = resolver; }
+
     // Drops the cached catalogue lookups and manifests.
     void invalidate();
     DeviceUpdatesStats stats() const;
@@ -158,7 +178,10 @@ private:
     std::shared_ptr<const ChannelSnapshot> snapshot(std::int64_t product_id, std::string_view product,
                                                     std::string_view channel);
     std::shared_ptr<const ChannelSnapshot> load_snapshot(std::int64_t product_id, std::string_view product,
-                                                         std::string_view channel);
+                                                         std::string_view channel,
+                                                         const std::optional<ReleaseChoice>& choice = std::nullopt);
+    std::shared_ptr<const ChannelSnapshot> chosen_snapshot(std::shared_ptr<const ChannelSnapshot> channel,
+                                                           const ReleaseChoice& choice);
     std::shared_ptr<const SignedManifest> manifest_for(const ChannelSnapshot& snap, std::size_t artifact_index,
                                                        const std::string& target_slot, const std::string& base_url,
                                                        std::uint64_t interval, std::int64_t now);
@@ -173,6 +196,7 @@ private:
     const UrlSigner& urls_;
     DeviceRegistry* registry_;
     ChangeWatch* watch_;
+    ReleaseResolver* resolver_ = nullptr;
     DeviceUpdatesOptions options_;
     Clock clock_;
     Random random_;
