@@ -1,5 +1,5 @@
-"""Staged rollouts proven with the fleet simulator (issue 11, "Simulation test"; docs/rollouts.md):
-thousands of virtual devices (fleet_sim.py) poll a real otad while a rollout runs.
+"""Staged rollouts proven with the fleet simulator: thousands of virtual devices (fleet_sim.py) poll
+a real otad while a rollout runs.
 
 1. a 5 % stage offers the target to 5 % +- 1 % of 10,000 devices (exactly those whose bucket is
    below 500), and the same devices again after otad is killed (-9) and restarted;
@@ -15,6 +15,7 @@ a device's poll interval is a simulator round, and every wait is for a condition
 The module skips itself, with the reason, when the daemon under test does not serve the rollout
 API yet (checked at run time against the binary, so the tests run as soon as the feature is in)."""
 import json
+import os
 import time
 
 import pytest
@@ -29,8 +30,9 @@ BUCKETS = 10000
 
 
 def rollout_bucket(rollout_id, device_id):
-    """A device's bucket, as docs/rollouts.md defines it: splitmix64's final mix of the FNV-1a 64
-    hash of "<rollout id>:<device id>", mod 10000. Checked against otad's device view below."""
+    """A device's bucket as otad defines it (domain::rollout_bucket in include/otad/domain/rollouts.hpp):
+    splitmix64's final mix of the FNV-1a 64 hash of "<rollout id>:<device id>", mod 10000. Checked
+    against the bucket otad's device view shows (scenario 1)."""
     mask = (1 << 64) - 1
     h = 14695981039346656037
     for byte in f"{rollout_id}:{device_id}".encode():
@@ -68,6 +70,7 @@ class Scene:
         self.d = Otad(http_listener=True, config_text=json.dumps(config)).start()
         self.admin = self.d.create_token("admin")
         self.viewer = self.d.create_token("viewer")
+        self.restarts = 0
         for version, seed in ((OLDER, 9), (BASE, 10), (TARGET, 11)):
             upload(self.d, self.admin, PRODUCT, version, esp32_image(version, size=8192, seed=seed), "esp32", "ota")
         set_channel(self.d, self.admin, PRODUCT, "stable", BASE, allow_rollback=allow_rollback)
@@ -117,6 +120,13 @@ class Scene:
         status, _, body = self.d.json("GET", f"/api/v1/devices/{device_id}?limit=5", token=self.viewer)
         assert status == 200, body
         return body
+
+    def kill9_and_restart(self):
+        """kill -9, then the same data dir again (new ephemeral ports, read from a fresh log)."""
+        self.d.kill9()
+        self.restarts += 1
+        self.d.log_path = os.path.join(self.d.data_dir, f"otad-test-restart-{self.restarts}.log")
+        self.d.start()
 
     def cleanup(self):
         self.d.cleanup()
@@ -169,8 +179,7 @@ def test_a_5_percent_stage_offers_5_percent_of_10000_devices_and_the_same_after_
             choice = scene.device(device_id)["release_choice"]
             assert choice["source"] == "rollout" and choice["bucket"] == rollout_bucket(rid, device_id), choice
 
-        scene.d.kill9()
-        scene.d.start()
+        scene.kill9_and_restart()
         fleet.retarget(scene.d.http_port)
         newcomers = make_devices(mac_ids(500, prefix="02:11:01"), BASE)  # first seen during the rollout
         fleet.add_devices(newcomers)
@@ -188,10 +197,10 @@ def test_a_5_percent_stage_offers_5_percent_of_10000_devices_and_the_same_after_
 
 def test_a_healthy_rollout_walks_through_its_stages_and_completes(scene_factory):
     scale = 60
-    scene = scene_factory(time_scale=scale)  # a 180 s hold lasts 3 s
+    scene = scene_factory(time_scale=scale)  # a 240 s hold lasts 4 s: at least one full round
     n = 2000
     ids = mac_ids(n, prefix="02:12:00")
-    stages = [{"percent": 5, "hold_s": 180}, {"percent": 25, "hold_s": 180}, {"percent": 100, "hold_s": 180}]
+    stages = [{"percent": 5, "hold_s": 240}, {"percent": 25, "hold_s": 240}, {"percent": 100, "hold_s": 240}]
     gate = {"max_failure_ratio": 0.05, "max_rollback_ratio": 0.05, "min_devices": 20, "stale_after_s": 86400}
     with scene.fleet(make_devices(ids, BASE)) as fleet:
         fleet.poll_round()
@@ -265,6 +274,10 @@ def test_a_build_that_rolls_back_is_paused_by_the_gate_in_the_first_stage(scene_
     assert offered == offered_at_pause  # the pause held: no new offers
     assert offered <= in_stage(rid, ids, 10)  # nobody outside the first stage, ever
     assert offered and rolled <= offered
+    # otad's counters are the simulator's figures.
+    totals = scene.wait_status(rid, lambda s: s["totals"]["offered"] == len(offered) and
+                               s["totals"]["rolled_back"] == len(rolled), what="the counters")["totals"]
+    assert totals["failed"] == 0 and totals["installed"] == len(fleet.running(TARGET)) == len(offered - rolled)
     pauses = scene.audit("rollout.pause")
     assert len(pauses) == 1 and pauses[0]["actor"] == "system"
     detail = pauses[0]["detail"]
