@@ -75,9 +75,9 @@ class Scene:
             upload(self.d, self.admin, PRODUCT, version, esp32_image(version, size=8192, seed=seed), "esp32", "ota")
         set_channel(self.d, self.admin, PRODUCT, "stable", BASE, allow_rollback=allow_rollback)
 
-    def fleet(self, devices, **options):
+    def fleet(self, devices, plain=True, **options):
         options.setdefault("report_progress", False)  # installing + the outcome: reports are one commit each
-        return Fleet.for_daemon(self.d, PRODUCT, devices, **options)
+        return Fleet.for_daemon(self.d, PRODUCT, devices, plain=plain, **options)
 
     def start(self, stages, gate=None, filter=None, version=TARGET):
         body = {"channel": "stable", "version": version, "stages": stages}
@@ -197,10 +197,10 @@ def test_a_5_percent_stage_offers_5_percent_of_10000_devices_and_the_same_after_
 
 def test_a_healthy_rollout_walks_through_its_stages_and_completes(scene_factory):
     scale = 60
-    scene = scene_factory(time_scale=scale)  # a 240 s hold lasts 4 s: at least one full round
+    scene = scene_factory(time_scale=scale)  # a 300 s hold lasts 5 s: more than two rounds
     n = 2000
     ids = mac_ids(n, prefix="02:12:00")
-    stages = [{"percent": 5, "hold_s": 240}, {"percent": 25, "hold_s": 240}, {"percent": 100, "hold_s": 240}]
+    stages = [{"percent": 5, "hold_s": 300}, {"percent": 25, "hold_s": 300}, {"percent": 100, "hold_s": 300}]
     gate = {"max_failure_ratio": 0.05, "max_rollback_ratio": 0.05, "min_devices": 20, "stale_after_s": 86400}
     with scene.fleet(make_devices(ids, BASE)) as fleet:
         fleet.poll_round()
@@ -293,7 +293,7 @@ def test_abort_with_revert_brings_updated_devices_back_to_the_base(scene_factory
     scene = scene_factory(allow_rollback=True)
     n = 1500
     ids = mac_ids(n, prefix="02:14:00")
-    with scene.fleet(make_devices(ids, BASE)) as fleet:
+    with scene.fleet(make_devices(ids, BASE), plain=False) as fleet:  # this one over HTTPS
         fleet.poll_round()
         rid = scene.start([{"percent": 30}, {"percent": 100}])["id"]
         fleet.poll_round()
