@@ -1,4 +1,4 @@
-"""Staged rollouts proven with the fleet simulator: thousands of virtual devices (fleet_sim.py) poll
+"""Staged rollouts proven with the fleet simulator: thousands of virtual devices (virtual_fleet.py) poll
 a real otad while a rollout runs.
 
 1. a 5 % stage offers the target to 5 % +- 1 % of 10,000 devices (exactly those whose bucket is
@@ -21,7 +21,7 @@ import time
 import pytest
 
 from device_helpers import esp32_image, set_channel, upload
-from fleet_sim import FLEET_DIVISOR, SLOWDOWN, Behaviour, Fleet, Outcome, make_devices, mac_ids
+from virtual_fleet import FLEET_DIVISOR, SLOWDOWN, Behaviour, Fleet, Outcome, make_devices, mac_ids
 from otad_harness import Otad, wait_for
 
 PRODUCT = "thermo"

@@ -1,7 +1,7 @@
-"""The fleet simulator (fleet_sim.py) against the device API as it is: a channel move reaches the
+"""The fleet simulator (virtual_fleet.py) against the device API as it is: a channel move reaches the
 whole fleet, and what the virtual devices do (install, fail, roll back implicitly or explicitly,
 go silent) is exactly what otad records about them. These tests validate the simulator itself,
-so that the rollout scenarios (test_rollout_simulation.py) can trust its figures."""
+so that the rollout scenarios (test_rollout_scenarios.py) can trust its figures."""
 import json
 import time
 from collections import Counter
@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from device_helpers import esp32_image, set_channel, upload
-from fleet_sim import FLEET_DIVISOR, SLOWDOWN, Behaviour, Fleet, Outcome, make_devices, mac_ids
+from virtual_fleet import FLEET_DIVISOR, SLOWDOWN, Behaviour, Fleet, Outcome, make_devices, mac_ids
 from otad_harness import Otad
 
 CONFIG = json.dumps({"device_flush_interval_ms": 100, "rollback_after_s": 3600, "poll_interval_s": 600,
