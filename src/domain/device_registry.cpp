@@ -281,7 +281,7 @@ FlushStats DeviceRegistry::flush_locked() {
 }
 
 std::optional<std::int64_t> DeviceRegistry::product_of(std::string_view device_id) {
-    auto lookup = [&]() -> std::optional<std::int64_t> {
+    auto look = [&]() -> std::optional<std::int64_t> {
         {
             std::lock_guard lock(pending_mutex_);
             if (auto it = pending_.find(std::string(device_id)); it != pending_.end())
@@ -291,12 +291,11 @@ std::optional<std::int64_t> DeviceRegistry::product_of(std::string_view device_i
         if (!row) return std::nullopt;
         return row->product_id;
     };
-    if (auto found = lookup()) return found;
-    // A flush in progress holds the device's first sighting outside pending_ and not yet
-    // committed: a device reporting right after its first poll would be "unknown". Flushes
-    // run under write_mutex_, so ask again once none is in flight (only misses pay this).
-    std::lock_guard lock(write_mutex_);
-    return lookup();
+    if (auto found = look()) return found;
+    // A flush may hold the sighting between taking it from pending_ and committing
+    // it: wait for that flush (it owns write_mutex_), then look again.
+    { std::lock_guard wait_for_flush(write_mutex_); }
+    return look();
 }
 
 bool DeviceRegistry::report(const DeviceReport& report) {

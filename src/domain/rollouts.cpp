@@ -1,7 +1,10 @@
 #include "otad/domain/rollouts.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <map>
 #include <set>
 
 #include "otad/domain/blob_cache.hpp"
@@ -54,30 +57,51 @@ json counters_json(const storage::RolloutCounters& c) {
 
 json optional_time(const std::optional<std::int64_t>& t) { return t ? json(util::rfc3339(*t)) : json(nullptr); }
 
-// Where a device of the rollout stands, with the reason in words (resolve and explain share it).
-struct Standing {
-    bool target = false;
-    std::string why;
+// Where a device of the rollout stands (the poll and the device view share it).
+// Computed on every poll of a rollout's channel: no allocation here.
+enum class Standing {
+    reverted,         // aborted with revert: base
+    stays_updated,    // aborted, already on the target: target
+    not_updated,      // aborted before it took the target: base
+    on_target,        // already runs the target: target
+    paused,           // base
+    outside_filter,   // base
+    outside_stage,    // base
+    inside_stage,     // target
 };
+
+bool answers_target(Standing s) noexcept {
+    return s == Standing::stays_updated || s == Standing::on_target || s == Standing::inside_stage;
+}
 
 Standing standing(const storage::Rollout& r, const RolloutFilter& filter, std::uint32_t threshold,
                   std::string_view device_id, std::string_view chip, std::string_view layout,
                   std::string_view version, bool has_every_tag) {
     const bool on_target = !version.empty() && versions_equivalent(version, r.target_version);
-    if (r.state == RolloutState::aborted) {
-        if (r.revert) return {false, "the rollout was aborted with revert: the base release is offered again"};
-        if (on_target) return {true, "the rollout was aborted, but the device already runs the target: it stays"};
-        return {false, "the rollout was aborted before the device took the target"};
+    if (r.state == RolloutState::aborted)
+        return r.revert ? Standing::reverted : on_target ? Standing::stays_updated : Standing::not_updated;
+    if (on_target) return Standing::on_target;
+    if (r.state != RolloutState::running) return Standing::paused;
+    if (!filter.admits(chip, layout, version, has_every_tag)) return Standing::outside_filter;
+    return rollout_bucket(r.id, device_id) < threshold ? Standing::inside_stage : Standing::outside_stage;
+}
+
+std::string describe(Standing s, std::uint32_t bucket, std::uint32_t threshold) {
+    switch (s) {
+        case Standing::reverted: return "the rollout was aborted with revert: the base release is offered again";
+        case Standing::stays_updated: return "the rollout was aborted, but the device already runs the target: it stays";
+        case Standing::not_updated: return "the rollout was aborted before the device took the target";
+        case Standing::on_target: return "the device already runs the target";
+        case Standing::paused: return "the rollout is paused: no device takes the target now";
+        case Standing::outside_filter: return "the device is outside the rollout's filter";
+        case Standing::outside_stage:
+            return "bucket " + std::to_string(bucket) + " is outside the current stage (below " +
+                   std::to_string(threshold) + " of 10000)";
+        case Standing::inside_stage:
+            return "bucket " + std::to_string(bucket) + " is inside the current stage (below " +
+                   std::to_string(threshold) + " of 10000)";
     }
-    if (on_target) return {true, "the device already runs the target"};
-    if (r.state != RolloutState::running) return {false, "the rollout is paused: no device takes the target now"};
-    if (!filter.admits(chip, layout, version, has_every_tag)) return {false, "the device is outside the rollout's filter"};
-    const std::uint32_t bucket = rollout_bucket(r.id, device_id);
-    if (bucket >= threshold)
-        return {false, "bucket " + std::to_string(bucket) + " is outside the current stage (below " +
-                           std::to_string(threshold) + " of 10000)"};
-    return {true, "bucket " + std::to_string(bucket) + " is inside the current stage (below " +
-                      std::to_string(threshold) + " of 10000)"};
+    return "";
 }
 
 std::uint32_t current_threshold(const storage::Rollout& r) {
@@ -142,6 +166,26 @@ storage::Device require_device(storage::Connection& c, std::string_view device_i
         throw RolloutError(Kind::not_found, "device-not-found",
                            "no device " + shown(device_id) + " (a device is known from its first poll)");
     return *device;
+}
+
+// Writes one member inside a savepoint of the caller's (the registry's) transaction:
+// if it fails (a bug, a counter the schema refuses), only this device's rollout
+// bookkeeping is skipped, never the device records it rides with.
+void put_member_isolated(storage::Connection& c, const std::optional<storage::RolloutMember>& before,
+                         const storage::RolloutMember& next) {
+    c.execute_script("SAVEPOINT rollout_member");
+    try {
+        RolloutRepository(c).put_member(before, next);
+    } catch (const storage::StorageError& e) {
+        c.execute_script("ROLLBACK TO rollout_member; RELEASE rollout_member");
+        static std::atomic<std::uint64_t> failures{0};
+        if (failures++ % 1000 == 0)
+            util::log_event(*util::logger("rollouts"), spdlog::level::err, "rollout counters not updated",
+                            {{"rollout", std::to_string(next.rollout_id)}, {"device", next.device_id},
+                             {"error", e.what()}});
+        return;
+    }
+    c.execute_script("RELEASE rollout_member");
 }
 
 [[noreturn]] void finished(const storage::Rollout& r) {
@@ -560,7 +604,7 @@ std::optional<ReleaseChoice> Rollouts::resolve(const PollRequest& request, std::
     const Standing s = standing(r, channel.filter, channel.threshold, request.device_id, to_string(request.device.chip),
                                 to_string(request.device.layout), request.device.version,
                                 !channel.filter.tags.empty() && channel.tagged.count(request.device_id) > 0);
-    if (!s.target) return std::nullopt;
+    if (!answers_target(s)) return std::nullopt;
     return ReleaseChoice{*r.target_release_id, std::nullopt};
 }
 
@@ -615,7 +659,7 @@ void Rollouts::on_flush(storage::Connection& c, std::span<const DeviceActivity> 
         if (before && before->state == next.state && before->offered_at == next.offered_at &&
             before->updated_at == next.updated_at)
             continue;
-        repo.put_member(before, next);
+        put_member_isolated(c, before, next);
     }
 }
 
@@ -640,7 +684,7 @@ void Rollouts::on_report(storage::Connection& c, const storage::Device& device, 
     }
     next.updated_at = std::max(before->updated_at, at);
     if (next.state == before->state && next.updated_at == before->updated_at) return;
-    repo.put_member(before, next);
+    put_member_isolated(c, before, next);
 }
 
 // --- the background round ----------------------------------------------------------
@@ -1204,17 +1248,19 @@ json Rollouts::device_view(std::string_view device_id) {
             const std::uint32_t threshold = current_threshold(r);
             const Standing s =
                 standing(r, filter, threshold, device.id, device.chip, device.layout, device.version, tagged);
+            const bool target = answers_target(s);
+            const std::uint32_t bucket = rollout_bucket(r.id, device.id);
             auto member = repo.member(r.id, device.id);
             choice = {{"source", "rollout"},
                       {"rollout", r.id},
                       {"rollout_state", storage::to_string(r.state)},
-                      {"bucket", rollout_bucket(r.id, device.id)},
+                      {"bucket", bucket},
                       {"stage_threshold", threshold},
                       {"in_filter", filter.admits(device.chip, device.layout, device.version, tagged)},
-                      {"answer", s.target ? "target" : "base"},
-                      {"version", s.target ? r.target_version : r.base_version},
+                      {"answer", target ? "target" : "base"},
+                      {"version", target ? r.target_version : r.base_version},
                       {"member_state", member ? json(storage::to_string(member->state)) : json(nullptr)},
-                      {"detail", s.why}};
+                      {"detail", describe(s, bucket, threshold)}};
             return out;
         }
         choice = {{"source", "channel"},

@@ -12,23 +12,11 @@ import threading
 import pytest
 
 from device_helpers import esp32_image, esp32_poll, nonos_image, set_channel, upload
+from fleet_sim import bucket
 from otad_harness import Otad, run_otad, wait_for
 
 CONFIG = json.dumps({"device_flush_interval_ms": 50, "rollout_tick_ms": 100, "poll_jitter_s": 0,
                      "rollback_after_s": 3600})
-
-
-def bucket(rollout_id, device_id):
-    """The documented cohort hash: FNV-1a 64 of '<id>:<device>', splitmix64's final mix, mod 10000."""
-    h = 14695981039346656037
-    for c in f"{rollout_id}:{device_id}".encode():
-        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    h ^= h >> 30
-    h = (h * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    h ^= h >> 27
-    h = (h * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    h ^= h >> 31
-    return h % 10000
 
 
 @pytest.fixture(scope="module")

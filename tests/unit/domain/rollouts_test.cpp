@@ -561,6 +561,27 @@ TEST_F(RolloutsTest, ARolloutRefusesAReleaseWithoutTheOtherSlotsBuild) {
     EXPECT_NO_THROW(rollouts->create("thermo", esp32_only, "token:ops"));
 }
 
+// Rollout bookkeeping rides in the registry's transaction; if it fails, the device
+// records must still be written.
+TEST_F(RolloutsTest, ABrokenRolloutNeverStopsTheRegistryFromRecordingDevices) {
+    auto r = rollouts->create("thermo", spec({{10000, std::nullopt}}), "token:ops");
+    ASSERT_EQ(offered("d1"), "1.1.0");
+    registry->flush();
+    ASSERT_TRUE(registry->report({"d1", DeviceStatus::downloading, "", "", 0}));
+    // Counters that no longer match the rows: the next move of d1 breaks the schema's CHECK.
+    db->write([&](storage::Connection& c) {
+        c.execute_script("UPDATE rollout_stages SET downloading = 0 WHERE rollout_id = " + std::to_string(r.id));
+    });
+    now += 10;
+    EXPECT_EQ(offered("d1", "1.1.0"), "");  // it installed the target
+    FlushStats flushed = registry->flush();
+    EXPECT_FALSE(flushed.failed);
+    auto device = db->read([](storage::Connection& c) { return storage::DeviceRepository(c).get("d1"); });
+    ASSERT_TRUE(device.has_value());
+    EXPECT_EQ(device->version, "1.1.0");
+    EXPECT_EQ(status(r.id).totals().installed, 0);  // that one move was skipped, nothing else
+}
+
 class RolloutCatalogueTest : public RolloutsTest {
 protected:
     void SetUp() override {
