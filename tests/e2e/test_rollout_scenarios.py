@@ -1,5 +1,5 @@
-"""Staged rollouts proven with the fleet simulator: thousands of virtual devices (virtual_fleet.py) poll
-a real otad while a rollout runs.
+"""Staged rollouts (docs/rollouts.md) proven with the fleet simulator: thousands of virtual devices
+(virtual_fleet.py) poll a real otad while a rollout runs.
 
 1. a 5 % stage offers the target to 5 % +- 1 % of 10,000 devices (exactly those whose bucket is
    below 500), and the same devices again after otad is killed (-9) and restarted;
@@ -30,9 +30,9 @@ BUCKETS = 10000
 
 
 def rollout_bucket(rollout_id, device_id):
-    """A device's bucket as otad defines it (domain::rollout_bucket in include/otad/domain/rollouts.hpp):
-    splitmix64's final mix of the FNV-1a 64 hash of "<rollout id>:<device id>", mod 10000. Checked
-    against the bucket otad's device view shows (scenario 1)."""
+    """A device's bucket as docs/rollouts.md ("Cohorts") defines it: splitmix64's final mix of the
+    FNV-1a 64 hash of "<rollout id>:<device id>", mod 10000. Scenario 1 also checks it against the
+    bucket otad's device view shows."""
     mask = (1 << 64) - 1
     h = 14695981039346656037
     for byte in f"{rollout_id}:{device_id}".encode():
@@ -181,7 +181,8 @@ def test_a_5_percent_stage_offers_5_percent_of_10000_devices_and_the_same_after_
 
         scene.kill9_and_restart()
         fleet.retarget(scene.d.http_port)
-        newcomers = make_devices(mac_ids(500 // FLEET_DIVISOR, prefix="02:11:01"), BASE)  # first seen during the rollout
+        # Devices first seen during the rollout join by the same rule.
+        newcomers = make_devices(mac_ids(500 // FLEET_DIVISOR, prefix="02:11:01"), BASE)
         fleet.add_devices(newcomers)
         since = fleet.round + 1
         fleet.poll_round()
@@ -305,7 +306,8 @@ def test_abort_with_revert_brings_updated_devices_back_to_the_base(scene_factory
 
         aborted = scene.act(rid, "abort", {"revert": True})
         assert aborted["state"] == "aborted" and aborted["revert"] is True
-        fleet.run_until(lambda s: s.offers == {} and s.no_update == {"up_to_date": n}, max_rounds=4, timeout=60 * SLOWDOWN)
+        fleet.run_until(lambda s: s.offers == {} and s.no_update == {"up_to_date": n}, max_rounds=4,
+                        timeout=60 * SLOWDOWN)
         assert fleet.errors == []
     assert fleet.versions() == {BASE: n}
     assert fleet.offered(BASE) == updated  # only the updated devices were sent back

@@ -252,8 +252,9 @@ class Fleet:
             history.append(stats)
             if predicate(stats):
                 return history
-        raise AssertionError(f"condition not reached after {len(history)} rounds "
-                             f"({time.monotonic() - deadline + timeout:.1f}s); last: {history[-1] if history else None}")
+        spent = time.monotonic() - deadline + timeout
+        raise AssertionError(f"condition not reached after {len(history)} rounds ({spent:.1f}s); "
+                             f"last: {history[-1] if history else None}")
 
     # ------------------------------------------------------------------ views for assertions
     def offered(self, version, since_round=0, until_round=None):
