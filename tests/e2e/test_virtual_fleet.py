@@ -23,7 +23,7 @@ def env():
     try:
         admin = d.create_token("admin")
         viewer = d.create_token("viewer")
-        for product in ("simple", "mixed", "secure"):
+        for product in ("simple", "whole", "mixed", "secure"):
             for version, seed in (("1.0.0", 1), ("1.1.0", 2)):
                 upload(d, admin, product, version, esp32_image(version, project=product, size=IMAGE_SIZE, seed=seed),
                        "esp32", "ota")
@@ -96,9 +96,9 @@ def test_10000_devices_poll_in_seconds_and_a_channel_move_reaches_all(env):
 def test_a_channel_move_updates_every_device(env):
     d, admin, viewer = env["d"], env["admin"], env["viewer"]
     n = 1000 // FLEET_DIVISOR
-    with Fleet.for_daemon(d, "simple", make_devices(mac_ids(n, prefix="02:5a:05"), "1.0.0")) as fleet:
-        # "simple" already points at 1.1.0: this fleet is offered it on its first poll.
-        move = fleet.poll_round()
+    set_channel(d, admin, "whole", "stable", "1.1.0")
+    with Fleet.for_daemon(d, "whole", make_devices(mac_ids(n, prefix="02:5a:05"), "1.0.0")) as fleet:
+        move = fleet.poll_round()  # new devices on 1.0.0: offered 1.1.0 at their first poll
         print(f"\n{n} updates (poll, download, 4 reports) in {move.seconds:.1f}s")
         assert move.offers == Counter({"1.1.0": n}) and move.downloads == n
         assert move.reports == Counter({"downloading": n, "downloaded": n, "installing": n, "installed": n})
@@ -107,8 +107,8 @@ def test_a_channel_move_updates_every_device(env):
         after = fleet.poll_round()
         assert after.no_update == Counter({"up_to_date": n})
         assert fleet.errors == []
-    assert device_ids(d, viewer, product="simple", version="1.1.0") == set(fleet.devices)
-    assert device_ids(d, viewer, product="simple", status="installed") == set(fleet.devices)
+    assert device_ids(d, viewer, product="whole", version="1.1.0") == set(fleet.devices)
+    assert device_ids(d, viewer, product="whole", status="installed") == set(fleet.devices)
 
 
 def test_failures_and_rollbacks_are_what_otad_records(env):

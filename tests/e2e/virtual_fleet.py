@@ -35,7 +35,6 @@ import http.client
 import json
 import os
 import random
-import ssl
 import threading
 import time
 import urllib.parse
@@ -114,9 +113,6 @@ class VirtualDevice:
     history: list = field(default_factory=list)     # (round, version) whenever the running version changes
     last_poll: tuple = (0, "")                      # (status, X-Otad-No-Update) of the latest poll
 
-    def offered_versions(self):
-        return {version for _, version, _ in self.offers}
-
 
 def mac_ids(count, prefix="02:5a:00"):
     """`count` MAC-style device ids (locally administered), e.g. 02:5a:00:00:00:01."""
@@ -175,7 +171,7 @@ class Fleet:
         self._local = threading.local()
         self._all_connections = []
         self._keys = {}        # key id -> (alg, public key)
-        self._verified = set() # (body sha256, signature header) already checked
+        self._verified = set()  # (body sha256, signature header) already checked
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet")
 
     @classmethod
