@@ -7,7 +7,9 @@
 #   usage: bench/poll_bench.sh
 #   env:   OTAD_BIN, MAKE_ESP_IMAGE (default: build both in build-poll-bench/, Release)
 #          RUNS=3 DURATION=10 CONNECTIONS=256 THREADS=2 DEVICES=100000
-# Prints a markdown table (median of RUNS runs) for bench/RESULTS.md.
+# Prints a markdown table (median of RUNS runs) for bench/RESULTS.md. Figure 3 is otad alone: the
+# same plain-HTTP polls on a channel with a running rollout at 50 % (docs/rollouts.md), run by run
+# alternating with the same polls on a channel without one, by another DEVICES devices.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH="$ROOT/bench"
@@ -47,26 +49,38 @@ stop_nginx() {
 cleanup() { stop_otad; stop_nginx; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-# ---- otad: one product, 1.1.0 on stable, DEVICES devices registered on 1.0.0 -------------------
+# ---- otad: one product, 1.1.0 on stable and canary (canary rolling out 1.2.0), 2 x DEVICES devices on 1.0.0 --
 "$OTAD_BIN" serve --data-dir "$WORK/otad" --listen "127.0.0.1:$OTAD_TLS_PORT" \
   --http-listen "127.0.0.1:$OTAD_HTTP_PORT" >>"$WORK/otad.log" 2>&1 &
 OTAD_PID=$!
 CERT="$WORK/otad/tls/cert.pem"; KEY="$WORK/otad/tls/key.pem"
 wait_until 30 curl -sf --cacert "$CERT" "https://127.0.0.1:$OTAD_TLS_PORT/healthz"
 TOKEN="$("$OTAD_BIN" token create --name bench --role admin --data-dir "$WORK/otad" 2>/dev/null | tail -1)"
-"$MAKE_ESP_IMAGE" --kind esp32 --chip esp32 --version 1.1.0 --project bench --size 1M --out "$WORK/app.bin" >/dev/null
-curl -sf --cacert "$CERT" -H "Authorization: Bearer $TOKEN" --data-binary @"$WORK/app.bin" \
-  "https://127.0.0.1:$OTAD_TLS_PORT/api/v1/products/bench/releases/1.1.0/artifacts?chip=esp32&layout=ota" >/dev/null
-curl -sf --cacert "$CERT" -H "Authorization: Bearer $TOKEN" -X PUT -H "Content-Type: application/json" \
-  --data '{"version":"1.1.0"}' "https://127.0.0.1:$OTAD_TLS_PORT/api/v1/products/bench/channels/stable" >/dev/null
+api() { curl -sf --cacert "$CERT" -H "Authorization: Bearer $TOKEN" "$@"; }
+for v in 1.1.0 1.2.0; do
+  "$MAKE_ESP_IMAGE" --kind esp32 --chip esp32 --version "$v" --project bench --size 1M --out "$WORK/app-$v.bin" >/dev/null
+  api --data-binary @"$WORK/app-$v.bin" \
+    "https://127.0.0.1:$OTAD_TLS_PORT/api/v1/products/bench/releases/$v/artifacts?chip=esp32&layout=ota" >/dev/null
+done
+for channel in stable canary; do
+  api -X PUT -H "Content-Type: application/json" --data '{"version":"1.1.0"}' \
+    "https://127.0.0.1:$OTAD_TLS_PORT/api/v1/products/bench/channels/$channel" >/dev/null
+done
+# canary: a rollout from 1.1.0 to 1.2.0 at 50 % (no hold: it stays there). Its devices poll from 1.0.0,
+# so every poll is still a 200 with a signed manifest: of 1.2.0 for half of them, of 1.1.0 for the rest.
+api -H "Content-Type: application/json" \
+  --data '{"channel":"canary","version":"1.2.0","stages":[{"percent":50},{"percent":100}]}' \
+  "https://127.0.0.1:$OTAD_TLS_PORT/api/v1/products/bench/rollouts" >/dev/null
 sqlite3 "$WORK/otad/otad.db" <<EOF
 .timeout 10000
-WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $DEVICES - 1)
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $DEVICES - 1),
+     fleet(prefix, channel) AS (VALUES ('dev', 'stable'), ('can', 'canary'))
 INSERT INTO devices (id, product_id, chip, layout, slot, version, channel, remote_address, first_seen, last_seen)
-SELECT printf('dev-%06d', i), (SELECT id FROM products WHERE name = 'bench'), 'esp32', 'ota', 'ota_0', '1.0.0',
-       'stable', '127.0.0.1', CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER) FROM n;
+SELECT printf('%s-%06d', prefix, i), (SELECT id FROM products WHERE name = 'bench'), 'esp32', 'ota', 'ota_0', '1.0.0',
+       channel, '127.0.0.1', CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER)
+FROM n, fleet ORDER BY 1;
 EOF
-[ "$(sqlite3 "$WORK/otad/otad.db" 'SELECT count(*) FROM devices')" = "$DEVICES" ]
+[ "$(sqlite3 "$WORK/otad/otad.db" 'SELECT count(*) FROM devices')" = "$((2 * DEVICES))" ]
 
 POLL="/api/v1/update?product=bench&chip=esp32&layout=ota&slot=ota_0&version=1.0.0&device=dev-000000"
 curl -sf -o "$WORK/manifest.json" "http://127.0.0.1:$OTAD_HTTP_PORT$POLL"
@@ -110,6 +124,7 @@ TICK_US=$((1000000 / $(getconf CLK_TCK)))
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo "$t"; }
 server_pids() { if [ "$1" = otad ]; then echo "$OTAD_PID"; else local m; m="$(nginx_master)"; echo "$m" $(pgrep -P "$m"); fi; }
 run_wrk() {  # run_wrk URL [SERVER] -> "requests/s p50_us p99_us cpu_us_per_request"; fails on errors or non-2xx
+  # BENCH_CHANNEL and BENCH_PREFIX in the environment pick the channel and the device population.
   local out line errors non2xx before after pids
   pids="$(server_pids "${2:-otad}")"
   before="$(cpu_ticks $pids)"
@@ -150,8 +165,25 @@ echo "bench: otad $("$OTAD_BIN" version 2>/dev/null | head -1) vs $("$NGINX" -v 
 echo "bench: warm-up" >&2
 DURATION=$((DURATION * 2)) run_wrk "http://127.0.0.1:$OTAD_HTTP_PORT$POLL" >/dev/null
 run_wrk "http://127.0.0.1:$NGX_HTTP_PORT$POLL" >/dev/null
+BENCH_CHANNEL=canary BENCH_PREFIX=can DURATION=$((DURATION * 2)) run_wrk "http://127.0.0.1:$OTAD_HTTP_PORT$POLL" >/dev/null
 echo "bench: 1. plain HTTP polls" >&2; figure http http
 echo "bench: 2. HTTPS polls" >&2;      figure https https
+# 3. What a running rollout costs the poll: otad against itself, in the same run, alternating.
+echo "bench: 3. plain HTTP polls, rollout at 50 % vs none" >&2
+for _ in $(seq "$RUNS"); do
+  for variant in none rollout; do
+    if [ $variant = rollout ]; then r="$(BENCH_CHANNEL=canary BENCH_PREFIX=can run_wrk "http://127.0.0.1:$OTAD_HTTP_PORT$POLL")"
+    else r="$(run_wrk "http://127.0.0.1:$OTAD_HTTP_PORT$POLL")"; fi
+    RESULT[rollout.$variant.runs]+="$(cut -d' ' -f1 <<<"$r") "
+    RESULT[rollout.$variant.cpus]+="$(cut -d' ' -f4 <<<"$r") "
+  done
+done
+for variant in none rollout; do
+  RESULT[rollout.$variant]="$(tr ' ' '\n' <<<"${RESULT[rollout.$variant.runs]}" | grep . | median)"
+  RESULT[rollout.$variant.cpu]="$(tr ' ' '\n' <<<"${RESULT[rollout.$variant.cpus]}" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
+done
+ROLLOUT_ROWS="$(sqlite3 "$WORK/otad/otad.db" '.timeout 10000' \
+                "SELECT count(*) || ' members, ' || count(offered_at) || ' offered' FROM rollout_devices")"
 
 SEEN="$(sqlite3 "$WORK/otad/otad.db" '.timeout 10000' \
         "SELECT count(*) FROM devices WHERE last_seen > first_seen OR offered_version IS NOT NULL")"
@@ -173,4 +205,13 @@ row "1. plain HTTP, 200 + signed manifest" http
 row "2. HTTPS, 200 + signed manifest" https
 runs 1. http
 runs 2. https
-echo "   devices polled and recorded: $SEEN of $DEVICES; signing keys: $SIGNED_KEYS; manifest $MANIFEST_BYTES bytes"
+echo "   devices polled and recorded: $SEEN of $((2 * DEVICES)); signing keys: $SIGNED_KEYS; manifest $MANIFEST_BYTES bytes"
+echo
+echo "| median of $RUNS, $CONNECTIONS connections, plain HTTP   | no rollout r/s | rollout at 50 % r/s | ratio | no rollout CPU us/poll | rollout CPU us/poll |"
+echo "|----------------------------------------|----------|----------|-------|----------|----------|"
+printf "| %-38s | %8s | %8s | %5s | %8s | %8s |\n" "3. 200 + signed manifest, same run" \
+  "${RESULT[rollout.none]}" "${RESULT[rollout.rollout]}" \
+  "$(awk -v o="${RESULT[rollout.rollout]}" -v n="${RESULT[rollout.none]}" 'BEGIN { printf "%.2f", o / n }')" \
+  "${RESULT[rollout.none.cpu]}" "${RESULT[rollout.rollout.cpu]}"
+echo "   3. runs, req/s (CPU us/poll): none ${RESULT[rollout.none.runs]}(${RESULT[rollout.none.cpus]})" \
+     "rollout ${RESULT[rollout.rollout.runs]}(${RESULT[rollout.rollout.cpus]}); rollout rows: $ROLLOUT_ROWS"

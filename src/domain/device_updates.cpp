@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <random>
+#include <tuple>
 
 #include "otad/domain/change_watch.hpp"
 #include "otad/domain/device_registry.hpp"
@@ -74,6 +75,10 @@ struct DeviceUpdates::ChannelSnapshot {
     std::vector<std::size_t> candidate_rows;    // candidates[i] is artifacts[candidate_rows[i]]
     std::vector<nlohmann::ordered_json> apps;   // parallel to artifacts; null when unknown
     mutable std::atomic<bool> offered{false};
+    // Rollouts and pins: this channel answered with another release (release id,
+    // allow_rollback), built on first use and dropped with this snapshot.
+    mutable std::mutex chosen_mutex;
+    mutable std::vector<std::tuple<std::int64_t, bool, std::shared_ptr<const ChannelSnapshot>>> chosen;
 };
 
 struct DeviceUpdates::State {
@@ -184,28 +189,23 @@ std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::snapshot(st
 }
 
 // Rollouts and pins: the channel's snapshot with another release of the product,
-// cached beside the channel's own (same lifetime: dropped when the generation moves).
+// kept inside the channel's own (same lifetime: dropped when the generation moves).
 std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::chosen_snapshot(
     std::shared_ptr<const ChannelSnapshot> channel_snapshot, const ReleaseChoice& choice) {
+    constexpr std::size_t kMaxChosen = 64;  // distinct releases answered per channel (target, pins)
     const ChannelSnapshot& channel = *channel_snapshot;
     const bool rollback = choice.allow_rollback.value_or(channel.allow_rollback);
     if (choice.release_id == channel.release.id && rollback == channel.allow_rollback) return channel_snapshot;
-    const std::int64_t gen = generation();
-    const std::string key = std::to_string(channel.product_id) + "/" + channel.channel + "#" +
-                            std::to_string(choice.release_id) + (rollback ? "+" : "-");
     {
-        std::lock_guard lock(state_->lookup_mutex);
-        if (state_->lookup_generation == gen)
-            if (auto it = state_->channels.find(key); it != state_->channels.end()) return it->second;
+        std::lock_guard lock(channel.chosen_mutex);
+        for (const auto& [release_id, allow_rollback, snap] : channel.chosen)
+            if (release_id == choice.release_id && allow_rollback == rollback) return snap;
     }
     auto snap = load_snapshot(channel.product_id, channel.product, channel.channel,
                               ReleaseChoice{choice.release_id, rollback});
     if (!snap->found) return channel_snapshot;  // the release went away meanwhile
-    std::lock_guard lock(state_->lookup_mutex);
-    if (state_->lookup_generation == gen) {
-        if (state_->channels.size() >= options_.max_cached_lookups) state_->channels.clear();
-        state_->channels.emplace(key, snap);
-    }
+    std::lock_guard lock(channel.chosen_mutex);
+    if (channel.chosen.size() < kMaxChosen) channel.chosen.emplace_back(choice.release_id, rollback, snap);
     return snap;
 }
 

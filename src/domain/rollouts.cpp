@@ -168,24 +168,18 @@ storage::Device require_device(storage::Connection& c, std::string_view device_i
     return *device;
 }
 
-// Writes one member inside a savepoint of the caller's (the registry's) transaction:
-// if it fails (a bug, a counter the schema refuses), only this device's rollout
-// bookkeeping is skipped, never the device records it rides with.
+// Writes one member so that, if it fails (a bug, a counter the schema refuses),
+// only this device's rollout bookkeeping is skipped, never the device records of
+// the registry's transaction it rides in.
 void put_member_isolated(storage::Connection& c, const std::optional<storage::RolloutMember>& before,
                          const storage::RolloutMember& next) {
-    c.execute_script("SAVEPOINT rollout_member");
-    try {
-        RolloutRepository(c).put_member(before, next);
-    } catch (const storage::StorageError& e) {
-        c.execute_script("ROLLBACK TO rollout_member; RELEASE rollout_member");
+    if (auto error = RolloutRepository(c).put_member_or_skip(before, next)) {
         static std::atomic<std::uint64_t> failures{0};
         if (failures++ % 1000 == 0)
             util::log_event(*util::logger("rollouts"), spdlog::level::err, "rollout counters not updated",
                             {{"rollout", std::to_string(next.rollout_id)}, {"device", next.device_id},
-                             {"error", e.what()}});
-        return;
+                             {"error", *error}});
     }
-    c.execute_script("RELEASE rollout_member");
 }
 
 [[noreturn]] void finished(const storage::Rollout& r) {
@@ -625,12 +619,15 @@ void Rollouts::on_flush(storage::Connection& c, std::span<const DeviceActivity> 
 
         const bool offered_target = a.offered && versions_equivalent(*a.offered, r.target_version);
         const bool on_target = !s.version.empty() && versions_equivalent(s.version, r.target_version);
+        // A device whose bucket is beyond the current stage was never in the cohort
+        // (stages only grow): unless it was just offered the target, it has no row.
+        const std::uint32_t bucket = rollout_bucket(r.id, s.id);
+        if (bucket >= ch.threshold && !offered_target) continue;
         const auto before = repo.member(r.id, s.id);
         storage::RolloutMember next;
         if (before) {
             next = *before;
         } else {
-            const std::uint32_t bucket = rollout_bucket(r.id, s.id);
             const bool in_cohort =
                 bucket < ch.threshold &&
                 ch.filter.admits(s.chip, s.layout, s.version, !ch.filter.tags.empty() && ch.tagged.count(s.id) > 0);
@@ -651,10 +648,13 @@ void Rollouts::on_flush(storage::Connection& c, std::span<const DeviceActivity> 
                 next.state = MemberState::rolled_back;
             else if (next.state == MemberState::silent) next.state = MemberState::offered;  // it came back
         }
-        // updated_at: the last change, and for devices still waiting or downloading
-        // the last contact too (the silence sweep reads it).
-        if (!before || next.state != before->state || next.state == MemberState::offered ||
-            next.state == MemberState::downloading)
+        // updated_at: the last change, and for devices still waiting or downloading the
+        // last contact too (the silence sweep reads it), refreshed at a resolution of a
+        // quarter of stale_after_s (at most a minute), not on every poll.
+        const std::int64_t resolution = std::clamp<std::int64_t>(scaled(r.gate.stale_after_s) / 4, 1, 60);
+        if (!before || next.state != before->state ||
+            ((next.state == MemberState::offered || next.state == MemberState::downloading) &&
+             s.seen_at - next.updated_at >= resolution))
             next.updated_at = std::max(next.updated_at, s.seen_at);
         if (before && before->state == next.state && before->offered_at == next.offered_at &&
             before->updated_at == next.updated_at)

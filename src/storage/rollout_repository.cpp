@@ -445,6 +445,36 @@ void RolloutRepository::put_member(const std::optional<RolloutMember>& before, c
     detail::throw_storage_error(e, "record rollout member '" + after.device_id + "'");
 }
 
+std::optional<std::string> RolloutRepository::put_member_or_skip(const std::optional<RolloutMember>& before,
+                                                                 const RolloutMember& after) {
+    if (!connection_.in_transaction()) {  // nothing to keep going: plain put_member
+        put_member(before, after);
+        return std::nullopt;
+    }
+    try {
+        connection_.prepare("SAVEPOINT rollout_member")->exec();
+    } catch (const SQLite::Exception& e) {
+        detail::throw_storage_error(e, "open a savepoint");
+    }
+    try {
+        put_member(before, after);
+    } catch (const StorageError& e) {
+        try {
+            connection_.prepare("ROLLBACK TO rollout_member")->exec();
+            connection_.prepare("RELEASE rollout_member")->exec();
+        } catch (const SQLite::Exception& rollback) {
+            detail::throw_storage_error(rollback, "roll back to a savepoint");
+        }
+        return std::string(e.what());
+    }
+    try {
+        connection_.prepare("RELEASE rollout_member")->exec();
+    } catch (const SQLite::Exception& e) {
+        detail::throw_storage_error(e, "release a savepoint");
+    }
+    return std::nullopt;
+}
+
 std::vector<RolloutMember> RolloutRepository::stale_members(std::int64_t rollout_id, std::int64_t cutoff,
                                                             std::size_t limit) try {
     auto query = connection_.prepare(

@@ -175,6 +175,11 @@ public:
     // difference to `before` (nullopt: a new row). The caller holds the transaction
     // that read `before`.
     void put_member(const std::optional<RolloutMember>& before, const RolloutMember& after);
+    // put_member inside a savepoint of the caller's transaction: when it fails, only
+    // this row and its counters are rolled back and the error is returned, so the
+    // caller's other writes (the registry's device rows) go on.
+    std::optional<std::string> put_member_or_skip(const std::optional<RolloutMember>& before,
+                                                  const RolloutMember& after);
     // Members still offered or downloading whose last change is older than `cutoff`.
     std::vector<RolloutMember> stale_members(std::int64_t rollout_id, std::int64_t cutoff, std::size_t limit);
     // Counts the rows again (for checks and tests): one entry per stage index.

@@ -237,6 +237,24 @@ TEST_F(RolloutRepositoryTest, MemberTransitionsMoveCountersThatEqualARecount) {
     EXPECT_EQ(now.totals().eligible, 50);
 }
 
+TEST_F(RolloutRepositoryTest, AFailedMemberWriteIsSkippedWithoutLosingTheRestOfTheTransaction) {
+    add_devices(2);
+    Rollout r = repo->create(new_rollout());
+    WriteTransaction tx(lease->get());
+    EXPECT_FALSE(repo->put_member_or_skip(std::nullopt, {r.id, "dev-0", 0, MemberState::offered, 100, 100}));
+    // Moving dev-1 out of "downloading" it never was: the counter would go below zero.
+    RolloutMember never{r.id, "dev-1", 0, MemberState::downloading, 100, 100};
+    auto error = repo->put_member_or_skip(never, {r.id, "dev-1", 0, MemberState::installed, 100, 101});
+    ASSERT_TRUE(error.has_value());
+    EXPECT_NE(error->find("downloading >= 0"), std::string::npos) << *error;
+    tx.commit();
+    EXPECT_TRUE(repo->member(r.id, "dev-0").has_value());
+    EXPECT_FALSE(repo->member(r.id, "dev-1").has_value());
+    auto now = *repo->get(r.id);
+    EXPECT_EQ(now.stages[0].counters, repo->recount(r.id)[0]);
+    EXPECT_EQ(now.totals().offered, 1);
+}
+
 TEST_F(RolloutRepositoryTest, StaleMembersAreThoseStillWaitingOrDownloading) {
     add_devices(4);
     Rollout r = repo->create(new_rollout());
