@@ -132,7 +132,8 @@ public:
     FlushStats flush() noexcept;
     std::size_t pending() const;
 
-    // The product a device belongs to (pending sighting first, then the database).
+    // The product a device belongs to (pending sighting first, then the database). A
+    // sighting being flushed is waited for, never answered as unknown.
     std::optional<std::int64_t> product_of(std::string_view device_id);
 
     // Records a status report. Returns false when the device was never seen.
