@@ -21,28 +21,12 @@ import time
 import pytest
 
 from device_helpers import esp32_image, set_channel, upload
-from virtual_fleet import FLEET_DIVISOR, SLOWDOWN, Behaviour, Fleet, Outcome, make_devices, mac_ids
+from virtual_fleet import FLEET_DIVISOR, SLOWDOWN, Behaviour, Fleet, Outcome, make_devices, mac_ids, rollout_bucket
 from otad_harness import Otad, wait_for
 
 PRODUCT = "thermo"
 BASE, TARGET, OLDER = "1.0.0", "1.1.0", "0.9.0"
 BUCKETS = 10000
-
-
-def rollout_bucket(rollout_id, device_id):
-    """A device's bucket as docs/rollouts.md ("Cohorts") defines it: splitmix64's final mix of the
-    FNV-1a 64 hash of "<rollout id>:<device id>", mod 10000. Scenario 1 also checks it against the
-    bucket otad's device view shows."""
-    mask = (1 << 64) - 1
-    h = 14695981039346656037
-    for byte in f"{rollout_id}:{device_id}".encode():
-        h = ((h ^ byte) * 1099511628211) & mask
-    h ^= h >> 30
-    h = (h * 0xBF58476D1CE4E5B9) & mask
-    h ^= h >> 27
-    h = (h * 0x94D049BB133111EB) & mask
-    h ^= h >> 31
-    return h % BUCKETS
 
 
 @pytest.fixture(scope="module", autouse=True)

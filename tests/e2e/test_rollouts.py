@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from device_helpers import esp32_image, esp32_poll, nonos_image, set_channel, upload
-from fleet_sim import bucket
+from virtual_fleet import rollout_bucket as bucket
 from otad_harness import Otad, run_otad, wait_for
 
 CONFIG = json.dumps({"device_flush_interval_ms": 50, "rollout_tick_ms": 100, "poll_jitter_s": 0,

@@ -502,3 +502,19 @@ class Fleet:
         with self._lock:
             self._verified.add(cache_key)
         return True
+
+
+def rollout_bucket(rollout_id, device_id):
+    """A device's bucket as docs/rollouts.md ("Cohorts") defines it: splitmix64's final mix of the
+    FNV-1a 64 hash of "<rollout id>:<device id>", mod 10000. Scenario 1 also checks it against the
+    bucket otad's device view shows."""
+    mask = (1 << 64) - 1
+    h = 14695981039346656037
+    for byte in f"{rollout_id}:{device_id}".encode():
+        h = ((h ^ byte) * 1099511628211) & mask
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & mask
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & mask
+    h ^= h >> 31
+    return h % 10000
