@@ -100,7 +100,8 @@ def test_kill9_during_uploads_leaves_whole_artifacts_or_nothing(tmp_path):
         rounds += 1
         assert rounds <= MAX_ROUNDS + 1, "uploads did not finish"
         final = rounds > MAX_ROUNDS
-        d = Otad(data_dir=data_dir)
+        # Every upload of a round in flight at once (the upload pool admits max_concurrent_uploads).
+        d = Otad(data_dir=data_dir, env={"OTAD_MAX_CONCURRENT_UPLOADS": str(IMAGES)})
         d.log_path = str(tmp_path / f"otad-round{rounds}.log")  # a fresh log: its "listening" line is this run's
         d.start()
         try:
