@@ -67,7 +67,9 @@ Binding int_key(std::string name, std::string description, Int Config::*member, 
                 if (v.is_number_unsigned()) value = v.get<std::uint64_t>();
                 else if (v.is_number_integer() && v.get<std::int64_t>() >= 0) value = v.get<std::uint64_t>();
                 else if (v.is_string()) value = util::parse_u64(v.get<std::string>());
-                if (!value || *value < min || *value > max) fail(n, where, range + ", got " + v.dump());
+                // replace: a flag or environment value need not be UTF-8, and the message must still name the key.
+                if (!value || *value < min || *value > max)
+                    fail(n, where, range + ", got " + v.dump(-1, ' ', false, json::error_handler_t::replace));
                 c.*member = static_cast<Int>(*value);
             },
             [member](const Config& c) { return json(c.*member); }};

@@ -72,6 +72,18 @@ TEST(Config, UnknownKeysAndBadValuesNameTheKey) {
     fs::remove(bad);
 }
 
+// Found by tests/fuzz/config_fuzz (corpus/config/regression-int-key-not-utf8): a
+// non-UTF-8 value for an integer key, from a flag or the environment, escaped as a
+// JSON serialisation error instead of a ConfigError naming the key.
+TEST(Config, NonUtf8IntegerValueIsAConfigErrorNamingTheKey) {
+    std::string message;
+    EXPECT_NO_THROW(message = error_of([] { load(std::nullopt, {}, {{"io_threads", "\xff"}}); }));
+    EXPECT_NE(message.find("'io_threads' (command line): expected an integer"), std::string::npos) << message;
+    EXPECT_NO_THROW(message = error_of([] { load(std::nullopt, {{"OTAD_WORKER_THREADS", "4\xc3"}}, {}); }));
+    EXPECT_NE(message.find("'worker_threads' (environment variable OTAD_WORKER_THREADS)"), std::string::npos)
+        << message;
+}
+
 TEST(Config, HostPortForms) {
     EXPECT_EQ(parse_host_port("listen", "127.0.0.1:8443"), (std::pair<std::string, std::uint16_t>{"127.0.0.1", 8443}));
     EXPECT_EQ(parse_host_port("listen", "[::1]:0"), (std::pair<std::string, std::uint16_t>{"::1", 0}));
