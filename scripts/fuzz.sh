@@ -74,7 +74,7 @@ for h in "${harnesses[@]}"; do
     failed+=("$h")
     summary+=("$(printf '%-16s %12s execs  %6s inputs  FINDING (exit %s; see %s)' "$h" "$execs" "$corpus_size" "$status" "$findings")")
     echo "fuzz: $h found a defect; libFuzzer's report:" >&2
-    grep -v '^#[0-9]' "$log" | tail -60 >&2
+    grep -v -e '^#[0-9]' -e 'NEW_FUNC' "$log" | tail -60 | cut -c1-400 >&2
   else
     summary+=("$(printf '%-16s %12s execs  %6s inputs  ok' "$h" "$execs" "$corpus_size")")
     if [ "${FUZZ_MERGE:-0}" = 1 ]; then

@@ -91,7 +91,8 @@ dictionary("byte_ranges", ["bytes=", "bytes", "-", ",", ", ", "=", "*", "W/", '"
 
 # --- multipart: byte 0 picks the read size ('@' all at once, 'A' 1 byte, 'C' 7 bytes,
 # 'D' 64, 'H' all with a 1 KiB buffer, 'a' 1 byte with at most 2 parts, 'p' small
-# header limit); then the Content-Type line; then the body.
+# header limit; a 4 KiB buffer unless bit 0x80 is set); then the Content-Type line;
+# then the body.
 clear("multipart")
 def form(boundary, parts, preamble="", epilogue="", close="--"):
     out = preamble
@@ -129,7 +130,10 @@ for name, (mode, ctype, body) in {
     "filename-star": ("@", "multipart/form-data; boundary=B",
                       form("B", [(["content-disposition: form-data; name=file; filename*=UTF-8''a%20b.bin"], "x")])),
 }.items():
-    write("multipart", name, mode + ctype + "\n" + body)
+    write("multipart", name, (mode + ctype + "\n" + body).encode("latin-1"))  # one byte per character
+# Byte 0 0xC0: the handler's own 256 KiB buffer, the body read all at once.
+write("multipart", "handler-buffer", b"\xc0" + ("multipart/form-data; boundary=XyZ\n" +
+      form("XyZ", [field("chip", "esp32"), file_part(image)])).encode("latin-1"))
 dictionary("multipart", ["\r\n", "--", "\r\n--", "multipart/form-data", "boundary=", "; ", "Content-Disposition:",
                          "form-data", "name=", "filename=", '"', "Content-Type:", "application/octet-stream",
                          "file", "chip", "layout", "slot", "replace", "version_mismatch", " \t"])

@@ -4,7 +4,8 @@
 // then the epilogue.
 //
 // Input (text, so seeds read like requests): byte 0 picks how the body arrives
-// (the size of each read the BodySource returns) and the reader's limits; then
+// (the size of each read the BodySource returns) and the reader's limits
+// (buffer, part-header and part-count limits); then
 // the Content-Type header value up to the first '\n'; then the body, as sent.
 // A finding is a crash, a sanitizer report, an exception other than
 // MultipartError, or a reader that hands out more bytes than the body holds.
@@ -59,8 +60,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view content_type = text.substr(0, eol);
     const std::string_view body = text.substr(eol + 1);
 
+    // A 4 KiB read buffer unless asked: boundaries then straddle refills often, and
+    // each input costs less than the handler's 256 KiB (bit 0x80) to allocate.
     MultipartLimits limits;
-    if (mode & 0x08) limits.buffer_bytes = 1024;
+    limits.buffer_bytes = (mode & 0x80) ? MultipartLimits{}.buffer_bytes : (mode & 0x08) ? 1024 : 4096;
     if (mode & 0x10) limits.max_header_bytes = 64;
     if (mode & 0x20) limits.max_parts = 2;
     ChunkedBody source(body, kChunks[mode % std::size(kChunks)]);
