@@ -199,7 +199,7 @@ Config load(const std::optional<std::filesystem::path>& file, const std::map<std
         json doc;
         try {
             doc = json::parse(text.str(), nullptr, true, /*ignore_comments=*/true);
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
             throw ConfigError("config file " + file->string() + " is not valid JSON: " + e.what());
         }
         if (!doc.is_object()) throw ConfigError("config file " + file->string() + " must hold a JSON object");

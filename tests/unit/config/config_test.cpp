@@ -84,6 +84,19 @@ TEST(Config, NonUtf8IntegerValueIsAConfigErrorNamingTheKey) {
         << message;
 }
 
+// Found by tests/fuzz/config_fuzz (corpus/config/regression-number-overflow): a
+// number too large for a double ("2e322") is not a json::parse_error but an
+// out_of_range error, and escaped load() instead of becoming a ConfigError.
+TEST(Config, NumberOverflowInTheFileIsAConfigError) {
+    for (const char* text : {"2e322", R"({"max_body_bytes": 1e999})"}) {
+        auto file = write_temp("overflow.json", text);
+        std::string message;
+        EXPECT_NO_THROW(message = error_of([&] { load(file, {}, {}); })) << text;
+        EXPECT_NE(message.find("is not valid JSON"), std::string::npos) << text << ": " << message;
+        fs::remove(file);
+    }
+}
+
 TEST(Config, HostPortForms) {
     EXPECT_EQ(parse_host_port("listen", "127.0.0.1:8443"), (std::pair<std::string, std::uint16_t>{"127.0.0.1", 8443}));
     EXPECT_EQ(parse_host_port("listen", "[::1]:0"), (std::pair<std::string, std::uint16_t>{"::1", 0}));
