@@ -11,6 +11,8 @@
 #                          tests/fuzz/corpus/<harness>/ (otherwise the repository's
 #                          corpus is left untouched)
 #          FUZZ_JOBS       build parallelism (default: nproc)
+#          FUZZ_OPT        optimisation of the fuzz build (default -O1; scripts/test.sh's
+#                          short pass uses -O0 in build-fuzz-quick: half the compile time)
 # Findings (the crashing input and libFuzzer's log) are kept in
 # $FUZZ_BUILD_DIR/findings/<harness>/; reproduce one with
 #   $FUZZ_BUILD_DIR/tests/fuzz/<harness>_fuzz <file>
@@ -37,7 +39,7 @@ t0=$SECONDS
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" -DOTAD_FUZZ=ON -DOTAD_BUILD_TESTS=OFF \
+  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=${FUZZ_OPT:--O1} -gline-tables-only" -DOTAD_FUZZ=ON -DOTAD_BUILD_TESTS=OFF \
   "${launcher[@]}" >/dev/null
 targets=()
 for h in "${harnesses[@]}"; do targets+=("${h}_fuzz"); done
