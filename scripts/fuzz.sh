@@ -11,6 +11,7 @@
 #                          tests/fuzz/corpus/<harness>/ (otherwise the repository's
 #                          corpus is left untouched)
 #          FUZZ_JOBS       build parallelism (default: nproc)
+#          FUZZ_PARALLEL   harnesses run at once (default 1)
 #          FUZZ_OPT        optimisation of the fuzz build (default -O1; scripts/test.sh's
 #                          short pass uses -O0 in build-fuzz-quick: half the compile time)
 # Findings (the crashing input and libFuzzer's log) are kept in
@@ -52,6 +53,34 @@ trap 'rm -rf "$work"' EXIT
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# Runs one harness on a copy of its corpus; its exit status lands in $work/$h.status.
+run_harness() {
+  local h=$1 bin="$build_dir/tests/fuzz/${1}_fuzz" seeds="tests/fuzz/corpus/$1"
+  local findings="$build_dir/findings/$1" status=0
+  local dict=()
+  mkdir -p "$work/$h" "$findings"
+  [ -d "$seeds" ] && cp -R "$seeds/." "$work/$h/"
+  [ -f "tests/fuzz/corpus/$h.dict" ] && dict=("-dict=tests/fuzz/corpus/$h.dict")
+  "$bin" "$work/$h" "${dict[@]}" -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -timeout=30 \
+    -print_final_stats=1 -artifact_prefix="$findings/" >"$findings/last-run.log" 2>&1 || status=$?
+  echo "$status" >"$work/$h.status"
+}
+
+# FUZZ_PARALLEL harnesses at a time (default 1: one after the other).
+parallel=${FUZZ_PARALLEL:-1}
+running=0
+for h in "${harnesses[@]}"; do
+  echo "== fuzz $h for ${seconds} s"
+  if [ "$parallel" -le 1 ]; then
+    run_harness "$h"
+  else
+    run_harness "$h" &
+    running=$((running + 1))
+    if [ "$running" -ge "$parallel" ]; then wait -n || true; running=$((running - 1)); fi
+  fi
+done
+wait
+
 failed=()
 summary=()
 total_execs=0
@@ -59,15 +88,8 @@ for h in "${harnesses[@]}"; do
   bin="$build_dir/tests/fuzz/${h}_fuzz"
   seeds="tests/fuzz/corpus/$h"
   findings="$build_dir/findings/$h"
-  mkdir -p "$work/$h" "$findings"
-  [ -d "$seeds" ] && cp -R "$seeds/." "$work/$h/"
-  dict=()
-  [ -f "tests/fuzz/corpus/$h.dict" ] && dict=("-dict=tests/fuzz/corpus/$h.dict")
   log="$findings/last-run.log"
-  echo "== fuzz $h for ${seconds} s"
-  status=0
-  "$bin" "$work/$h" "${dict[@]}" -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -timeout=30 \
-    -print_final_stats=1 -artifact_prefix="$findings/" >"$log" 2>&1 || status=$?
+  status=$(cat "$work/$h.status" 2>/dev/null || echo 1)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   execs=${execs:-0}
   total_execs=$((total_execs + execs))
