@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # README command 2: installs what is missing, builds, and runs every test (unit +
 # end-to-end), first in a normal build, then in an AddressSanitizer +
-# UndefinedBehaviorSanitizer build. Exits non-zero on any failure.
+# UndefinedBehaviorSanitizer build, then a short fuzzing pass over every libFuzzer
+# harness (scripts/fuzz.sh, FUZZ_SECONDS each, default 20). Exits non-zero on any
+# failure, a fuzzing finding included.
 #   SKIP_SANITIZE=1 scripts/test.sh   skips the sanitizer pass (local iteration only)
+#   SKIP_FUZZ=1 scripts/test.sh       skips the fuzzing pass (local iteration only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -22,4 +25,12 @@ if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer pass (ASan + UBSan)"
   SANITIZED_BUILD=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DOTAD_SANITIZE=ON -DOTAD_BUILD_TESTS=ON
+fi
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzzing pass (libFuzzer + ASan + UBSan, ${FUZZ_SECONDS:-20} s per harness)"
+  t0=$SECONDS
+  # -O0 halves the build of the instrumented libraries; 20 s still replays every seed
+  # and regression input and runs tens of thousands of new ones per harness.
+  FUZZ_OPT=-O0 FUZZ_BUILD_DIR=build-fuzz-quick scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+  echo "== fuzzing pass took $((SECONDS - t0)) s"
 fi

@@ -67,7 +67,9 @@ Binding int_key(std::string name, std::string description, Int Config::*member, 
                 if (v.is_number_unsigned()) value = v.get<std::uint64_t>();
                 else if (v.is_number_integer() && v.get<std::int64_t>() >= 0) value = v.get<std::uint64_t>();
                 else if (v.is_string()) value = util::parse_u64(v.get<std::string>());
-                if (!value || *value < min || *value > max) fail(n, where, range + ", got " + v.dump());
+                // replace: a flag or environment value need not be UTF-8, and the message must still name the key.
+                if (!value || *value < min || *value > max)
+                    fail(n, where, range + ", got " + v.dump(-1, ' ', false, json::error_handler_t::replace));
                 c.*member = static_cast<Int>(*value);
             },
             [member](const Config& c) { return json(c.*member); }};
@@ -236,7 +238,7 @@ Config load(const std::optional<std::filesystem::path>& file, const std::map<std
         json doc;
         try {
             doc = json::parse(text.str(), nullptr, true, /*ignore_comments=*/true);
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
             throw ConfigError("config file " + file->string() + " is not valid JSON: " + e.what());
         }
         if (!doc.is_object()) throw ConfigError("config file " + file->string() + " must hold a JSON object");

@@ -185,6 +185,21 @@ def test_bad_value_from_environment_names_key_and_form(tmp_path):
     assert "idle_timeout_ms" in proc.stderr and "OTAD_IDLE_TIMEOUT_MS" in proc.stderr and "integer" in proc.stderr
 
 
+def test_config_values_found_by_fuzzing_are_configuration_errors(tmp_path):
+    # config_fuzz found both: a number too large for a double in the file, and a value
+    # that is not UTF-8 for an integer key, escaped as JSON library errors (exit 1).
+    cfg = tmp_path / "otad.json"
+    cfg.write_text('{"listen": "127.0.0.1:0", "max_body_bytes": 1e999}')
+    proc = run_otad(["serve", "--config", str(cfg), "--data-dir", str(tmp_path / "data")], check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "configuration error" in proc.stderr and "not valid JSON" in proc.stderr
+    proc = run_otad(["serve", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0"],
+                    env={"OTAD_WORKER_THREADS": "4\udcff"}, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "configuration error" in proc.stderr and "OTAD_WORKER_THREADS" in proc.stderr
+    assert "json.exception" not in proc.stderr
+
+
 def test_bad_certificate_path_is_a_clear_error(tmp_path):
     proc = run_otad(["serve", "--data-dir", str(tmp_path / "d"), "--listen", "127.0.0.1:0"],
                     env={"OTAD_TLS_CERT": str(tmp_path / "missing.pem"), "OTAD_TLS_KEY": str(tmp_path / "k.pem")},

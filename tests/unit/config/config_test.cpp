@@ -72,6 +72,31 @@ TEST(Config, UnknownKeysAndBadValuesNameTheKey) {
     fs::remove(bad);
 }
 
+// Found by tests/fuzz/config_fuzz (corpus/config/regression-int-key-not-utf8): a
+// non-UTF-8 value for an integer key, from a flag or the environment, escaped as a
+// JSON serialisation error instead of a ConfigError naming the key.
+TEST(Config, NonUtf8IntegerValueIsAConfigErrorNamingTheKey) {
+    std::string message;
+    EXPECT_NO_THROW(message = error_of([] { load(std::nullopt, {}, {{"io_threads", "\xff"}}); }));
+    EXPECT_NE(message.find("'io_threads' (command line): expected an integer"), std::string::npos) << message;
+    EXPECT_NO_THROW(message = error_of([] { load(std::nullopt, {{"OTAD_WORKER_THREADS", "4\xc3"}}, {}); }));
+    EXPECT_NE(message.find("'worker_threads' (environment variable OTAD_WORKER_THREADS)"), std::string::npos)
+        << message;
+}
+
+// Found by tests/fuzz/config_fuzz (corpus/config/regression-number-overflow): a
+// number too large for a double ("2e322") is not a json::parse_error but an
+// out_of_range error, and escaped load() instead of becoming a ConfigError.
+TEST(Config, NumberOverflowInTheFileIsAConfigError) {
+    for (const char* text : {"2e322", R"({"max_body_bytes": 1e999})"}) {
+        auto file = write_temp("overflow.json", text);
+        std::string message;
+        EXPECT_NO_THROW(message = error_of([&] { load(file, {}, {}); })) << text;
+        EXPECT_NE(message.find("is not valid JSON"), std::string::npos) << text << ": " << message;
+        fs::remove(file);
+    }
+}
+
 TEST(Config, HostPortForms) {
     EXPECT_EQ(parse_host_port("listen", "127.0.0.1:8443"), (std::pair<std::string, std::uint16_t>{"127.0.0.1", 8443}));
     EXPECT_EQ(parse_host_port("listen", "[::1]:0"), (std::pair<std::string, std::uint16_t>{"::1", 0}));
