@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # README command 2: installs what is missing, builds, and runs every test (unit +
 # end-to-end), first in a normal build, then in an AddressSanitizer +
-# UndefinedBehaviorSanitizer build, then a short fuzzing pass over every libFuzzer
+# UndefinedBehaviorSanitizer build, then the concurrent unit tests under
+# ThreadSanitizer, then a short fuzzing pass over every libFuzzer
 # harness (scripts/fuzz.sh, FUZZ_SECONDS each, default 20). Exits non-zero on any
 # failure, a fuzzing finding included.
 #   SKIP_SANITIZE=1 scripts/test.sh   skips the sanitizer pass (local iteration only)
 #   SKIP_FUZZ=1 scripts/test.sh       skips the fuzzing pass (local iteration only)
+#   SKIP_TSAN=1 scripts/test.sh       skips the ThreadSanitizer pass (local iteration only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -25,6 +27,18 @@ if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer pass (ASan + UBSan)"
   SANITIZED_BUILD=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DOTAD_SANITIZE=ON -DOTAD_BUILD_TESTS=ON
+fi
+if [ "${SKIP_TSAN:-0}" != 1 ]; then
+  # The unit tests whose code runs on several threads (blob cache, catalogue, device
+  # registry, rollouts, the server and its sessions), under ThreadSanitizer.
+  echo "== ThreadSanitizer pass (domain, storage and net unit tests)"
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOTAD_TSAN=ON -DOTAD_BUILD_TESTS=ON >/dev/null
+  t0=$SECONDS
+  cmake --build build-tsan -j"$jobs" --target otad_unit_domain otad_unit_storage otad_unit_net
+  echo "== build of build-tsan took $((SECONDS - t0)) s"
+  for layer in domain storage net; do
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" SANITIZED_BUILD=1 build-tsan/tests/otad_unit_$layer --gtest_brief=1
+  done
 fi
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   echo "== fuzzing pass (libFuzzer + ASan + UBSan, ${FUZZ_SECONDS:-20} s per harness)"
