@@ -7,7 +7,7 @@ set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config libboost1.81-dev libboost-url1.81-dev libssl-dev
             nlohmann-json3-dev libsqlite3-dev libsqlitecpp-dev libspdlog-dev libcli11-dev openssl)
-test_pkgs=(libgtest-dev libgmock-dev curl wget aria2 sqlite3 python3 python3-pytest python3-yaml python3-cryptography procps)
+test_pkgs=(libgtest-dev libgmock-dev curl wget aria2 sqlite3 python3 python3-pytest python3-yaml python3-cryptography procps clang-format)
 fuzz_pkgs=(clang libfuzzer-14-dev libclang-rt-14-dev)
 bench_pkgs=(nginx-light wrk valgrind)
 

@@ -10,9 +10,12 @@ namespace otad::api {
 
 std::string_view to_string(Role role) noexcept {
     switch (role) {
-        case Role::viewer: return "viewer";
-        case Role::uploader: return "uploader";
-        case Role::admin: return "admin";
+        case Role::viewer:
+            return "viewer";
+        case Role::uploader:
+            return "uploader";
+        case Role::admin:
+            return "admin";
     }
     return "viewer";
 }
@@ -29,9 +32,12 @@ std::string_view authorization_credential(const Request& request, std::string_vi
 namespace {
 Role from_storage(storage::TokenRole r) {
     switch (r) {
-        case storage::TokenRole::admin: return Role::admin;
-        case storage::TokenRole::uploader: return Role::uploader;
-        case storage::TokenRole::viewer: return Role::viewer;
+        case storage::TokenRole::admin:
+            return Role::admin;
+        case storage::TokenRole::uploader:
+            return Role::uploader;
+        case storage::TokenRole::viewer:
+            return Role::viewer;
     }
     return Role::viewer;
 }

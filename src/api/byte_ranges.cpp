@@ -65,8 +65,10 @@ void add_coalesced(std::vector<ByteRange>& out, ByteRange r) {
             ++i;
         }
     }
-    if (position == out.size()) out.push_back(r);
-    else out[position] = r;
+    if (position == out.size())
+        out.push_back(r);
+    else
+        out[position] = r;
 }
 
 bool is_etagc(unsigned char c) noexcept { return c == 0x21 || (c >= 0x23 && c <= 0x7E) || c >= 0x80; }
@@ -249,7 +251,8 @@ MultipartPlan plan_multipart_byteranges(std::span<const ByteRange> ranges, std::
     if (boundary.empty() || boundary.size() > 70)
         throw std::invalid_argument("multipart boundary must be 1-70 characters");
     for (char c : boundary)
-        if (!is_boundary_char(c)) throw std::invalid_argument("multipart boundary has a character outside [0-9A-Za-z'+_.-]");
+        if (!is_boundary_char(c))
+            throw std::invalid_argument("multipart boundary has a character outside [0-9A-Za-z'+_.-]");
 
     MultipartPlan plan;
     plan.content_type = "multipart/byteranges; boundary=" + std::string(boundary);

@@ -146,8 +146,9 @@ std::string address_without_port(std::string_view address) {
 
 Response image_response(Services& services, const storage::Artifact& artifact, std::string_view download_name) {
     auto blob = services.blob_cache.blob(artifact.sha256);
-    if (!blob) throw std::runtime_error("artifact " + std::to_string(artifact.id) + " names blob " + artifact.sha256 +
-                                        ", which has no row");
+    if (!blob)
+        throw std::runtime_error("artifact " + std::to_string(artifact.id) + " names blob " + artifact.sha256 +
+                                 ", which has no row");
     Response response;
     response.status = 200;
     response.headers.add("Content-Type", std::string(kOctetStream));
@@ -185,8 +186,8 @@ domain::ArduinoRelease arduino_release(const ReleaseView& view) {
     for (const auto& a : view.artifacts) {
         auto chip = domain::parse_chip(a.chip);
         if (!chip) continue;
-        out.artifacts.push_back(domain::ArduinoArtifact{a.id, *chip, a.layout, a.slot, a.filename, a.size, a.md5,
-                                                        appended_sha256_of(a)});
+        out.artifacts.push_back(
+            domain::ArduinoArtifact{a.id, *chip, a.layout, a.slot, a.filename, a.size, a.md5, appended_sha256_of(a)});
     }
     return out;
 }
@@ -196,7 +197,7 @@ std::optional<domain::Chip> requested_chip(const Request& request, domain::Ardui
     if (!text || text->empty()) return std::nullopt;
     auto chip = domain::parse_chip(*text);
     const bool fits = chip && (family == domain::ArduinoFamily::esp8266 ? *chip == domain::Chip::esp8266
-                                                                         : domain::is_esp32_family(*chip));
+                                                                        : domain::is_esp32_family(*chip));
     if (!fits)
         throw ProblemError(400, "bad-request",
                            "chip '" + std::string(*text) + "' is not a chip of the x-" +
@@ -272,7 +273,9 @@ Response arduino_check(Request& request, Services& services) {
         response.status = 304;
     } else if (auto* refused = std::get_if<domain::ArduinoRefused>(&decision)) {
         util::log_event(compat_log(), spdlog::level::info, "arduino_refused",
-                        {{"product", product.name}, {"device", device.device_id}, {"type", refused->type},
+                        {{"product", product.name},
+                         {"device", device.device_id},
+                         {"type", refused->type},
                          {"detail", refused->detail}});
         response = problem(403, refused->type, refused->detail);
     } else {
@@ -286,10 +289,12 @@ Response arduino_check(Request& request, Services& services) {
         response.headers.add("x-version", view.release.version);
         offered = view.release.version;
         util::log_event(compat_log(), spdlog::level::info, "arduino_update",
-                        {{"product", product.name}, {"device", device.device_id},
+                        {{"product", product.name},
+                         {"device", device.device_id},
                          {"family", std::string(domain::to_string(device.family))},
                          {"mode", std::string(domain::to_string(device.mode))},
-                         {"from", device.version}, {"to", view.release.version},
+                         {"from", device.version},
+                         {"to", view.release.version},
                          {"artifact", std::to_string(artifact->id)}});
     }
     record_sighting(services, request, product.id, device, device_chip, channel, std::move(offered));
@@ -306,8 +311,7 @@ Response arduino_check(Request& request, Services& services) {
 storage::Product nonos_product(const Request& request, Services& services) {
     return services.database.read([&](storage::Connection& c) -> storage::Product {
         storage::CatalogueRepository repo(c);
-        if (auto name = request.query_param("product"); name && !name->empty())
-            return find_product_or_404(repo, *name);
+        if (auto name = request.query_param("product"); name && !name->empty()) return find_product_or_404(repo, *name);
         const std::string_view key = presented_device_key(request);
         if (!key.empty()) {
             auto found = storage::DeviceKeyRepository(c).find_by_secret(key);
@@ -316,10 +320,10 @@ storage::Product nonos_product(const Request& request, Services& services) {
         }
         auto products = repo.list_products();
         if (products.size() == 1) return products.front();
-        throw ProblemError(key.empty() ? 400 : 401, key.empty() ? "bad-request" : "device-key-required",
-                           std::string(key.empty() ? "the request names no product"
-                                                   : "the device key is unknown or revoked") +
-                               ": present the product's device key (Authorization: token KEY) or add &product=NAME");
+        throw ProblemError(
+            key.empty() ? 400 : 401, key.empty() ? "bad-request" : "device-key-required",
+            std::string(key.empty() ? "the request names no product" : "the device key is unknown or revoked") +
+                ": present the product's device key (Authorization: token KEY) or add &product=NAME");
     });
 }
 
@@ -348,15 +352,16 @@ Response nonos_download(const Request& request, Services& services, const storag
     auto file = domain::parse_nonos_filename(filename);
     if (!file)
         throw ProblemError(400, "bad-request",
-                           "filename '" + std::string(filename) + "' is not user1.bin or user2.bin (or the SDK's "
-                           "user<1|2>.<flash>.new.<map>.bin)");
+                           "filename '" + std::string(filename) +
+                               "' is not user1.bin or user2.bin (or the SDK's "
+                               "user<1|2>.<flash>.new.<map>.bin)");
     std::optional<domain::Layout> layout;
     if (auto text = request.query_param("layout"); text && !text->empty()) {
         layout = domain::parse_layout(*text);
         if (!layout || !domain::is_nonos_layout(*layout))
-            throw ProblemError(400, "bad-request",
-                               "layout '" + std::string(*text) +
-                                   "' is not a NONOS layout (256+256, 512+512, 1024+1024)");
+            throw ProblemError(
+                400, "bad-request",
+                "layout '" + std::string(*text) + "' is not a NONOS layout (256+256, 512+512, 1024+1024)");
     }
 
     const ReleaseView view = services.database.read([&](storage::Connection& c) {
@@ -387,8 +392,9 @@ Response nonos_download(const Request& request, Services& services, const storag
                                  [&](const storage::Artifact& a) { return a.id == serve.artifact_id; });
     mark_offered(services, product.name, view.release, artifact->id, "nonos", principal);
     auto blob = services.blob_cache.blob(artifact->sha256);
-    if (!blob) throw std::runtime_error("artifact " + std::to_string(artifact->id) + " names blob " +
-                                        artifact->sha256 + ", which has no row");
+    if (!blob)
+        throw std::runtime_error("artifact " + std::to_string(artifact->id) + " names blob " + artifact->sha256 +
+                                 ", which has no row");
     // Range, If-Range and the conditional headers as on every download route, so a
     // cut transfer resumes (curl -C -, wget -c). The URL names a channel or version,
     // not bytes: caches revalidate every time (the ETag makes that a 304).
@@ -403,9 +409,12 @@ Response nonos_download(const Request& request, Services& services, const storag
     Response response = download_response(request, rep);
     if (request.method != Method::head)
         util::log_event(compat_log(), spdlog::level::info, "nonos_download",
-                        {{"product", product.name}, {"version", view.release.version},
-                         {"file", std::string(filename)}, {"layout", std::string(domain::to_string(serve.layout))},
-                         {"artifact", std::to_string(artifact->id)}, {"status", std::to_string(response.status)},
+                        {{"product", product.name},
+                         {"version", view.release.version},
+                         {"file", std::string(filename)},
+                         {"layout", std::string(domain::to_string(serve.layout))},
+                         {"artifact", std::to_string(artifact->id)},
+                         {"status", std::to_string(response.status)},
                          {"principal", principal}});
     response.principal = std::move(principal);
     return response;
@@ -440,18 +449,19 @@ void add_compat_routes(Router& router, Services& services) {
     // SQLite lookups: on the worker pool. Images count as downloads. Legacy
     // clients often cannot do TLS: served on the plain listener too.
     const RouteOptions options{.runs_inline = false, .is_download = true, .on_plain_listener = true};
-    router.add(Method::get, "/api/v1/arduino/{product}",
-               [&services](Request& r) { return guarded([&] { return arduino_check(r, services); }); }, options);
+    router.add(
+        Method::get, "/api/v1/arduino/{product}",
+        [&services](Request& r) { return guarded([&] { return arduino_check(r, services); }); }, options);
     // HEAD falls back to these GET routes (Router).
     for (const char* path : {"/v1/device/rom/", "/v1/device/rom"})
-        router.add(Method::get, path,
-                   [&services](Request& r) { return guarded([&] { return nonos_rom(r, services); }); }, options);
+        router.add(
+            Method::get, path, [&services](Request& r) { return guarded([&] { return nonos_rom(r, services); }); },
+            options);
     for (const char* name : {"user1.bin", "user2.bin"})
-        router.add(Method::get, std::string("/") + name,
-                   [&services, name](Request& r) {
-                       return guarded([&] { return nonos_plain_file(r, services, name); });
-                   },
-                   options);
+        router.add(
+            Method::get, std::string("/") + name,
+            [&services, name](Request& r) { return guarded([&] { return nonos_plain_file(r, services, name); }); },
+            options);
 }
 
 }  // namespace otad::api

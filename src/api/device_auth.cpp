@@ -26,16 +26,19 @@ std::string_view presented_device_key(const Request& request) {
     return {};
 }
 
-std::optional<std::string> require_device_access(const Request& request, Services& services,
-                                                 std::int64_t product_id, std::string_view who) {
+std::optional<std::string> require_device_access(const Request& request, Services& services, std::int64_t product_id,
+                                                 std::string_view who) {
     std::string_view key = presented_device_key(request);
     // The served path: answered from DeviceKeys' memory (see device_keys.hpp).
     if (services.device_keys != nullptr) {
         auto decision = services.device_keys->check(product_id, key);
         switch (decision.access) {
-            case domain::DeviceAccess::open: return std::nullopt;
-            case domain::DeviceAccess::granted: return std::move(decision.key_name);
-            case domain::DeviceAccess::denied: refuse(key, who);
+            case domain::DeviceAccess::open:
+                return std::nullopt;
+            case domain::DeviceAccess::granted:
+                return std::move(decision.key_name);
+            case domain::DeviceAccess::denied:
+                refuse(key, who);
         }
     }
     // Without the cache (tests that build Services by hand): straight from the database.

@@ -91,7 +91,8 @@ std::string base_url_of(const Request& request) {
 std::variant<domain::PollRequest, ParameterProblem> parse_poll(const Request& r) {
     auto required = [&](std::string_view name) -> std::variant<std::string, ParameterProblem> {
         auto value = r.query_param(name);
-        if (!value) return ParameterProblem{std::string(name), "missing query parameter '" + std::string(name) + "'", {}};
+        if (!value)
+            return ParameterProblem{std::string(name), "missing query parameter '" + std::string(name) + "'", {}};
         return std::string(*value);
     };
     domain::PollRequest p;
@@ -106,20 +107,20 @@ std::variant<domain::PollRequest, ParameterProblem> parse_poll(const Request& r)
     if (auto* e = std::get_if<ParameterProblem>(&chip)) return *e;
     auto parsed_chip = domain::parse_chip(std::get<std::string>(chip));
     if (!parsed_chip)
-        return ParameterProblem{"chip",
-                                "unknown chip '" + std::get<std::string>(chip) +
-                                    "'; valid chips: " + domain::valid_chip_names(),
-                                {{"valid", names_of(domain::valid_chip_names())}}};
+        return ParameterProblem{
+            "chip",
+            "unknown chip '" + std::get<std::string>(chip) + "'; valid chips: " + domain::valid_chip_names(),
+            {{"valid", names_of(domain::valid_chip_names())}}};
     p.device.chip = *parsed_chip;
 
     auto layout = required("layout");
     if (auto* e = std::get_if<ParameterProblem>(&layout)) return *e;
     auto parsed_layout = domain::parse_layout(std::get<std::string>(layout));
     if (!parsed_layout)
-        return ParameterProblem{"layout",
-                                "unknown layout '" + std::get<std::string>(layout) +
-                                    "'; valid layouts: " + domain::valid_layout_names(),
-                                {{"valid", names_of(domain::valid_layout_names())}}};
+        return ParameterProblem{
+            "layout",
+            "unknown layout '" + std::get<std::string>(layout) + "'; valid layouts: " + domain::valid_layout_names(),
+            {{"valid", names_of(domain::valid_layout_names())}}};
     p.device.layout = *parsed_layout;
 
     if (auto slots = r.query_param("slots")) {
@@ -127,7 +128,8 @@ std::variant<domain::PollRequest, ParameterProblem> parse_poll(const Request& r)
         if (!n || *n < 1 || *n > static_cast<std::uint64_t>(domain::kMaxOtaSlotCount))
             return ParameterProblem{"slots",
                                     "slots must be the number of OTA partitions, 1.." +
-                                        std::to_string(domain::kMaxOtaSlotCount) + "; got '" + std::string(*slots) + "'",
+                                        std::to_string(domain::kMaxOtaSlotCount) + "; got '" + std::string(*slots) +
+                                        "'",
                                     {}};
         p.device.ota_slots = static_cast<int>(*n);
     }
@@ -178,9 +180,15 @@ std::variant<domain::PollRequest, ParameterProblem> parse_poll(const Request& r)
 Response update_error(const domain::DeviceUpdateError& e) {
     unsigned status = 500;
     switch (e.kind()) {
-        case domain::DeviceUpdateError::Kind::bad_request: status = 400; break;
-        case domain::DeviceUpdateError::Kind::not_found: status = 404; break;
-        case domain::DeviceUpdateError::Kind::unavailable: status = 503; break;
+        case domain::DeviceUpdateError::Kind::bad_request:
+            status = 400;
+            break;
+        case domain::DeviceUpdateError::Kind::not_found:
+            status = 404;
+            break;
+        case domain::DeviceUpdateError::Kind::unavailable:
+            status = 503;
+            break;
     }
     Response r = problem(status, e.code(), e.what(), e.extra());
     if (status == 503) r.headers.set("Retry-After", "60");
@@ -235,8 +243,7 @@ json object_body(const Request& request, std::initializer_list<std::string_view>
 std::optional<std::string> string_member(const json& body, const char* name, std::size_t max_length) {
     auto it = body.find(name);
     if (it == body.end() || it->is_null()) return std::nullopt;
-    if (!it->is_string())
-        throw ProblemError(400, "invalid-body", std::string(name) + " must be a string");
+    if (!it->is_string()) throw ProblemError(400, "invalid-body", std::string(name) + " must be a string");
     auto value = it->get<std::string>();
     if (value.size() > max_length)
         throw ProblemError(400, "invalid-body",
@@ -312,7 +319,8 @@ std::size_t limit_param(const Request& r, std::size_t fallback) {
     if (!text) return fallback;
     auto n = util::parse_u64(*text);
     if (!n || *n < 1 || *n > 1000)
-        throw ProblemError(400, "invalid-parameter", "limit must be an integer 1..1000; got '" + std::string(*text) + "'");
+        throw ProblemError(400, "invalid-parameter",
+                           "limit must be an integer 1..1000; got '" + std::string(*text) + "'");
     return static_cast<std::size_t>(*n);
 }
 
@@ -416,10 +424,14 @@ json device_key_json(const domain::DeviceKeyInfo& k) {
 
 Response device_key_error(const domain::DeviceKeyError& e) {
     switch (e.kind()) {
-        case domain::DeviceKeyError::Kind::invalid: return problem(400, "invalid-body", e.what());
-        case domain::DeviceKeyError::Kind::weak_secret: return problem(422, "weak-device-key", e.what());
-        case domain::DeviceKeyError::Kind::conflict: return problem(409, "conflict", e.what());
-        case domain::DeviceKeyError::Kind::not_found: return problem(404, "device-key-not-found", e.what());
+        case domain::DeviceKeyError::Kind::invalid:
+            return problem(400, "invalid-body", e.what());
+        case domain::DeviceKeyError::Kind::weak_secret:
+            return problem(422, "weak-device-key", e.what());
+        case domain::DeviceKeyError::Kind::conflict:
+            return problem(409, "conflict", e.what());
+        case domain::DeviceKeyError::Kind::not_found:
+            return problem(404, "device-key-not-found", e.what());
     }
     return problem(500, "internal-error", "internal error");
 }
@@ -432,9 +444,9 @@ Response create_device_key(Request& request, Services& services) {
     if (!name) return problem(400, "invalid-body", "name (a string) is required");
     auto supplied = string_member(body, "key", 256);
     try {
-        auto created = services.device_keys->create(product.id, product.name, *name,
-                                                    supplied ? std::optional<std::string_view>(*supplied) : std::nullopt,
-                                                    op.actor());
+        auto created = services.device_keys->create(
+            product.id, product.name, *name, supplied ? std::optional<std::string_view>(*supplied) : std::nullopt,
+            op.actor());
         services.blob_cache.invalidate_product(product.id);
         json out = device_key_json(created.key);
         out["product"] = product.name;

@@ -70,9 +70,9 @@ Response download_response(const Request& request, const Representation& rep) {
                                   h.get("If-Unmodified-Since")};
     switch (evaluate_preconditions(conditions, blob.etag, rep.last_modified_unix, /*get_or_head=*/true)) {
         case Precondition::failed: {
-            Response failed = problem(412, "precondition-failed",
-                                      "the firmware's current ETag is " + blob.etag +
-                                          "; it does not meet If-Match / If-Unmodified-Since");
+            Response failed = problem(
+                412, "precondition-failed",
+                "the firmware's current ETag is " + blob.etag + "; it does not meet If-Match / If-Unmodified-Since");
             add_validators(failed, rep);
             return failed;
         }
@@ -82,7 +82,8 @@ Response download_response(const Request& request, const Representation& rep) {
             add_validators(not_modified, rep);
             return not_modified;
         }
-        case Precondition::proceed: break;
+        case Precondition::proceed:
+            break;
     }
 
     Response response;
@@ -97,9 +98,9 @@ Response download_response(const Request& request, const Representation& rep) {
     if (range) {
         RangeRequest ranges = parse_range(*range, blob.size);
         if (ranges.disposition == RangeDisposition::unsatisfiable) {
-            Response unsatisfiable =
-                problem(416, "range-not-satisfiable",
-                        "the firmware is " + std::to_string(blob.size) + " bytes long; no requested range starts inside it");
+            Response unsatisfiable = problem(
+                416, "range-not-satisfiable",
+                "the firmware is " + std::to_string(blob.size) + " bytes long; no requested range starts inside it");
             add_validators(unsatisfiable, rep);
             unsatisfiable.headers.add("Content-Range", unsatisfied_content_range(blob.size));
             return unsatisfiable;
@@ -112,7 +113,8 @@ Response download_response(const Request& request, const Representation& rep) {
                 response.headers.add("Content-Range", content_range(r, blob.size));
                 response.body.emplace_back(FileSlice{blob.file, r.first, r.length()});
             } else {
-                auto plan = plan_multipart_byteranges(ranges.ranges, blob.size, kOctetStream, make_multipart_boundary());
+                auto plan =
+                    plan_multipart_byteranges(ranges.ranges, blob.size, kOctetStream, make_multipart_boundary());
                 response.headers.add("Content-Type", plan.content_type);
                 response.body = multipart_body(plan, blob.file);
             }
@@ -124,6 +126,5 @@ Response download_response(const Request& request, const Representation& rep) {
     if (blob.size > 0) response.body.emplace_back(FileSlice{blob.file, 0, blob.size});
     return response;
 }
-
 
 }  // namespace otad::api

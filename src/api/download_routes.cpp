@@ -98,9 +98,7 @@ void check_presigned(const Request& request, Services& services, std::string_vie
         throw ProblemError(403, "url-invalid", "this download URL's signature is not valid");
 }
 
-Response not_found_blob(std::string_view sha256) {
-    return problem(404, "not-found", "no blob " + std::string(sha256));
-}
+Response not_found_blob(std::string_view sha256) { return problem(404, "not-found", "no blob " + std::string(sha256)); }
 
 // /api/v1/blobs/{sha256}: who may fetch it (docs/downloads.md "Authorization"):
 //  1. a pre-signed query (expires + sig): valid -> yes; expired or forged -> 403,
@@ -129,8 +127,8 @@ Response get_blob(Request& request, Services& services) {
     std::string principal;
     if (presigned) {
         // Shared caches may keep it, but not past the URL's own expiry.
-        std::int64_t expires = static_cast<std::int64_t>(
-            util::parse_u64(request.query_param("expires").value_or("")).value_or(0));
+        std::int64_t expires =
+            static_cast<std::int64_t>(util::parse_u64(request.query_param("expires").value_or("")).value_or(0));
         std::int64_t max_age = std::clamp<std::int64_t>(expires - util::unix_now(), 0, kOneYear);
         rep.cache_control = "public, max-age=" + std::to_string(max_age) + ", immutable";
         principal = "presigned";
@@ -175,8 +173,8 @@ Response get_blob(Request& request, Services& services) {
             denied.headers.set("WWW-Authenticate", "Bearer realm=\"otad\"");
             return denied;
         }
-        rep.cache_control = std::string(private_answer ? "private" : "public") + ", max-age=" +
-                            std::to_string(kOneYear) + ", immutable";
+        rep.cache_control = std::string(private_answer ? "private" : "public") +
+                            ", max-age=" + std::to_string(kOneYear) + ", immutable";
     }
     Response response = download_response(request, rep);
     response.principal = std::move(principal);
@@ -186,8 +184,8 @@ Response get_blob(Request& request, Services& services) {
 // /firmware/{product}/{version}/{filename}: the product's device access rules
 // (open products need no key), checked before saying whether the file exists.
 Response get_firmware(Request& request, Services& services) {
-    auto found = services.blob_cache.artifact(request.param("product"), request.param("version"),
-                                              request.param("filename"));
+    auto found =
+        services.blob_cache.artifact(request.param("product"), request.param("version"), request.param("filename"));
     std::string principal;
     bool private_answer = false;
     if (found.product_id != 0) {
@@ -217,12 +215,12 @@ void add_download_routes(Router& router, Services& services) {
     // against max_concurrent_downloads.
     // Devices without TLS fetch firmware on the plain listener too.
     const RouteOptions options{.runs_inline = true, .is_download = true, .on_plain_listener = true};
-    router.add(Method::get, "/api/v1/blobs/{sha256}",
-               [&services](Request& request) { return guarded([&] { return get_blob(request, services); }); },
-               options);
-    router.add(Method::get, "/firmware/{product}/{version}/{filename}",
-               [&services](Request& request) { return guarded([&] { return get_firmware(request, services); }); },
-               options);
+    router.add(
+        Method::get, "/api/v1/blobs/{sha256}",
+        [&services](Request& request) { return guarded([&] { return get_blob(request, services); }); }, options);
+    router.add(
+        Method::get, "/firmware/{product}/{version}/{filename}",
+        [&services](Request& request) { return guarded([&] { return get_firmware(request, services); }); }, options);
 }
 
 }  // namespace otad::api

@@ -19,7 +19,10 @@ nlohmann::json check_json(const domain::ReadinessCheck& check) {
 void add_health_routes(Router& router, Services& services) {
     // Liveness: answered on the I/O thread without touching the disk.
     router.add(Method::get, "/healthz",
-               [](Request&) { return json_response(200, {{"status", "ok"}}); }, {.runs_inline = true, .on_plain_listener = true});
+               [](Request&) {
+                   return json_response(200, {{"status", "ok"}});
+               },
+               {.runs_inline = true, .on_plain_listener = true});
 
     // Readiness: the database commits a write and the blob directory takes an
     // fsynced file, so a full or read-only disk answers 503 (docs/operator-api.md).

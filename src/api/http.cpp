@@ -7,14 +7,22 @@ namespace otad::api {
 
 std::string_view to_string(Method m) noexcept {
     switch (m) {
-        case Method::get: return "GET";
-        case Method::head: return "HEAD";
-        case Method::post: return "POST";
-        case Method::put: return "PUT";
-        case Method::patch: return "PATCH";
-        case Method::del: return "DELETE";
-        case Method::options: return "OPTIONS";
-        case Method::other: break;
+        case Method::get:
+            return "GET";
+        case Method::head:
+            return "HEAD";
+        case Method::post:
+            return "POST";
+        case Method::put:
+            return "PUT";
+        case Method::patch:
+            return "PATCH";
+        case Method::del:
+            return "DELETE";
+        case Method::options:
+            return "OPTIONS";
+        case Method::other:
+            break;
     }
     return "OTHER";
 }
@@ -65,8 +73,10 @@ std::string_view Request::param(std::string_view name) const {
 std::uint64_t Response::body_size() const noexcept {
     std::uint64_t n = 0;
     for (const auto& part : body) {
-        if (const auto* s = std::get_if<std::string>(&part)) n += s->size();
-        else n += std::get<FileSlice>(part).length;
+        if (const auto* s = std::get_if<std::string>(&part))
+            n += s->size();
+        else
+            n += std::get<FileSlice>(part).length;
     }
     return n;
 }

@@ -9,8 +9,8 @@
 namespace otad::api {
 namespace {
 
-constexpr std::size_t kMaxBoundary = 70;     // RFC 2046 section 5.1.1
-constexpr std::size_t kMaxPadding = 64;      // spaces/tabs accepted after a boundary
+constexpr std::size_t kMaxBoundary = 70;  // RFC 2046 section 5.1.1
+constexpr std::size_t kMaxPadding = 64;   // spaces/tabs accepted after a boundary
 constexpr std::size_t kMinBuffer = 1024;
 
 // A header value of the form `type; name=value; name="quoted value"`.
@@ -34,7 +34,8 @@ HeaderValue parse_header_value(std::string_view text, std::string_view header) {
         while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
         if (i >= text.size()) break;
         std::size_t name_end = text.find_first_of("=;", i);
-        std::string name = util::to_lower(util::trim(text.substr(i, name_end == std::string_view::npos ? name_end : name_end - i)));
+        std::string name =
+            util::to_lower(util::trim(text.substr(i, name_end == std::string_view::npos ? name_end : name_end - i)));
         if (name_end == std::string_view::npos || text[name_end] == ';') {
             // A parameter without a value: keep it (empty) and go on.
             if (!name.empty()) out.params.emplace_back(std::move(name), std::string());
@@ -67,7 +68,8 @@ HeaderValue parse_header_value(std::string_view text, std::string_view header) {
             i = text.find(';', i);
         } else {
             std::size_t value_end = text.find(';', i);
-            value = std::string(util::trim(text.substr(i, value_end == std::string_view::npos ? value_end : value_end - i)));
+            value = std::string(
+                util::trim(text.substr(i, value_end == std::string_view::npos ? value_end : value_end - i)));
             i = value_end;
         }
         out.params.emplace_back(std::move(name), std::move(value));
@@ -88,8 +90,7 @@ bool is_multipart_form_data(std::string_view content_type) noexcept {
 }
 
 std::string multipart_boundary(std::string_view content_type) {
-    if (!is_multipart_form_data(content_type))
-        throw MultipartError("Content-Type is not multipart/form-data");
+    if (!is_multipart_form_data(content_type)) throw MultipartError("Content-Type is not multipart/form-data");
     auto boundary = parse_header_value(content_type, "Content-Type").param("boundary");
     if (!boundary || boundary->empty())
         throw MultipartError("Content-Type multipart/form-data has no boundary parameter");
@@ -104,8 +105,8 @@ MultipartReader::MultipartReader(BodySource& source, std::string boundary, Multi
     : source_(source), delimiter_("\r\n--" + boundary), limits_(limits) {
     // Room for a whole header block and for a delimiter with its padding, so a
     // full buffer always holds something the scanner can decide on.
-    limits_.buffer_bytes = std::max({limits_.buffer_bytes, kMinBuffer, limits_.max_header_bytes + 4,
-                                     2 * (delimiter_.size() + kMaxPadding + 2)});
+    limits_.buffer_bytes = std::max(
+        {limits_.buffer_bytes, kMinBuffer, limits_.max_header_bytes + 4, 2 * (delimiter_.size() + kMaxPadding + 2)});
     buffer_.resize(limits_.buffer_bytes);
     // The first boundary may open the body without a CRLF before it: pretend
     // there was one, so every delimiter looks the same to the scanner.
@@ -237,8 +238,7 @@ PartHeaders MultipartReader::read_headers() {
 std::optional<PartHeaders> MultipartReader::next_part() {
     if (state_ == State::body) {
         std::vector<char> scratch(64 * 1024);
-        while (read(scratch) > 0) {
-        }
+        while (read(scratch) > 0) {}
     }
     if (state_ == State::preamble) {
         for (;;) {

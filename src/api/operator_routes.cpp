@@ -46,11 +46,16 @@ constexpr std::uint64_t kDrainOnErrorBytes = 4 * 1024 * 1024;
 
 unsigned status_of(CatalogueErrorKind kind) {
     switch (kind) {
-        case CatalogueErrorKind::invalid: return 400;
-        case CatalogueErrorKind::not_found: return 404;
-        case CatalogueErrorKind::conflict: return 409;
-        case CatalogueErrorKind::unprocessable: return 422;
-        case CatalogueErrorKind::too_large: return 413;
+        case CatalogueErrorKind::invalid:
+            return 400;
+        case CatalogueErrorKind::not_found:
+            return 404;
+        case CatalogueErrorKind::conflict:
+            return 409;
+        case CatalogueErrorKind::unprocessable:
+            return 422;
+        case CatalogueErrorKind::too_large:
+            return 413;
     }
     return 400;
 }
@@ -296,18 +301,21 @@ Response upload(Request& request, Services& services, const Operator& op) {
                                        "'; fields: file, chip, layout, slot, filename, replace, version_mismatch, "
                                        "trailing_data");
             std::string value(util::trim(reader.read_text(kMaxFieldBytes)));
-            if (target == &field_replace) merge_field(replace_text, "replace", std::move(value));
+            if (target == &field_replace)
+                merge_field(replace_text, "replace", std::move(value));
             else if (target == &field_version_mismatch)
                 merge_field(version_mismatch_text, "version_mismatch", std::move(value));
             else if (target == &field_trailing_data)
                 merge_field(trailing_data_text, "trailing_data", std::move(value));
-            else merge_field(*target, part->name, std::move(value));
+            else
+                merge_field(*target, part->name, std::move(value));
         }
         reader.finish();
         if (!pending) throw MultipartError("the multipart body has no 'file' part");
         if (content_digest && *content_digest != body.hex())
-            digest_mismatch("Content-Digest does not match the request body (for multipart/form-data it covers the "
-                            "whole body; send X-Checksum-Sha256 for the file)");
+            digest_mismatch(
+                "Content-Digest does not match the request body (for multipart/form-data it covers the "
+                "whole body; send X-Checksum-Sha256 for the file)");
         spec.expected_sha256 = checksum_header;
     } else {
         const std::uint64_t limit = catalogue.options().max_artifact_bytes;
@@ -390,29 +398,29 @@ void add_operator_routes(Router& router, Services& services) {
                operator_route(services, Role::viewer, [&](Request& r, const Operator&) {
                    return json_response(200, to_json(catalogue.get_product(r.param("product"))));
                }));
-    router.add(Method::patch, base + "/products/{product}",
-               operator_route(services, Role::admin,
-                              [&](Request& r, const Operator& op) {
-                                  json body = object_body(r, {"allow_project_mismatch"});
-                                  if (!body.contains("allow_project_mismatch") ||
-                                      !body["allow_project_mismatch"].is_boolean())
-                                      throw ProblemError(400, "invalid-body",
-                                                         "allow_project_mismatch (true or false) is required");
-                                  return json_response(
-                                      200, to_json(catalogue.set_allow_project_mismatch(
-                                               r.param("product"), body["allow_project_mismatch"].get<bool>(),
-                                               op.actor())));
-                              }),
-               admin_json_body);
+    router.add(
+        Method::patch, base + "/products/{product}",
+        operator_route(services, Role::admin,
+                       [&](Request& r, const Operator& op) {
+                           json body = object_body(r, {"allow_project_mismatch"});
+                           if (!body.contains("allow_project_mismatch") || !body["allow_project_mismatch"].is_boolean())
+                               throw ProblemError(400, "invalid-body",
+                                                  "allow_project_mismatch (true or false) is required");
+                           return json_response(
+                               200, to_json(catalogue.set_allow_project_mismatch(
+                                        r.param("product"), body["allow_project_mismatch"].get<bool>(), op.actor())));
+                       }),
+        admin_json_body);
 
     // --- releases
-    router.add(Method::get, base + "/products/{product}/releases",
-               operator_route(services, Role::viewer, [&](Request& r, const Operator&) {
-                   auto page = catalogue.list_releases(r.param("product"), limit_param(r), cursor_param(r));
-                   json releases = json::array();
-                   for (const auto& release : page.releases) releases.push_back(to_json(release));
-                   return json_response(200, {{"releases", releases}, {"next_cursor", optional_string(page.next_cursor)}});
-               }));
+    router.add(
+        Method::get, base + "/products/{product}/releases",
+        operator_route(services, Role::viewer, [&](Request& r, const Operator&) {
+            auto page = catalogue.list_releases(r.param("product"), limit_param(r), cursor_param(r));
+            json releases = json::array();
+            for (const auto& release : page.releases) releases.push_back(to_json(release));
+            return json_response(200, {{"releases", releases}, {"next_cursor", optional_string(page.next_cursor)}});
+        }));
     router.add(Method::get, base + "/products/{product}/releases/{version}",
                operator_route(services, Role::viewer, [&](Request& r, const Operator&) {
                    return json_response(200, to_json(catalogue.get_release(r.param("product"), r.param("version"))));
@@ -457,25 +465,24 @@ void add_operator_routes(Router& router, Services& services) {
                    return json_response(200, to_json(catalogue.get_channel(r.param("product"), r.param("channel"))));
                }));
     router.add(Method::put, base + "/products/{product}/channels/{channel}",
-               operator_route(services, Role::admin,
-                              [&](Request& r, const Operator& op) {
-                                  json body = object_body(r, {"version", "allow_rollback", "force"});
-                                  if (!body.contains("version") || !body["version"].is_string())
-                                      throw ProblemError(400, "invalid-body", "version (a string) is required");
-                                  auto flag = [&](const char* name) {
-                                      if (!body.contains(name)) return false;
-                                      if (!body[name].is_boolean())
-                                          throw ProblemError(400, "invalid-body",
-                                                             std::string(name) + " must be true or false");
-                                      return body[name].get<bool>();
-                                  };
-                                  const bool allow_rollback = flag("allow_rollback");
-                                  const bool force = flag("force");  // past the 512+512 check (docs/rollouts.md)
-                                  return json_response(
-                                      200, to_json(catalogue.set_channel(r.param("product"), r.param("channel"),
-                                                                         body["version"].get<std::string>(),
-                                                                         allow_rollback, op.actor(), force)));
-                              }),
+               operator_route(
+                   services, Role::admin,
+                   [&](Request& r, const Operator& op) {
+                       json body = object_body(r, {"version", "allow_rollback", "force"});
+                       if (!body.contains("version") || !body["version"].is_string())
+                           throw ProblemError(400, "invalid-body", "version (a string) is required");
+                       auto flag = [&](const char* name) {
+                           if (!body.contains(name)) return false;
+                           if (!body[name].is_boolean())
+                               throw ProblemError(400, "invalid-body", std::string(name) + " must be true or false");
+                           return body[name].get<bool>();
+                       };
+                       const bool allow_rollback = flag("allow_rollback");
+                       const bool force = flag("force");  // past the 512+512 check (docs/rollouts.md)
+                       return json_response(200, to_json(catalogue.set_channel(r.param("product"), r.param("channel"),
+                                                                               body["version"].get<std::string>(),
+                                                                               allow_rollback, op.actor(), force)));
+                   }),
                admin_json_body);
     router.add(Method::del, base + "/products/{product}/channels/{channel}",
                operator_route(services, Role::admin, [&](Request& r, const Operator& op) {
@@ -486,12 +493,13 @@ void add_operator_routes(Router& router, Services& services) {
                }));
 
     // --- audit
-    router.add(Method::get, base + "/audit", operator_route(services, Role::admin, [&](Request& r, const Operator&) {
-                   auto page = catalogue.list_audit(limit_param(r), cursor_param(r));
-                   json entries = json::array();
-                   for (const auto& e : page.entries) entries.push_back(domain::to_json(e));
-                   return json_response(200, {{"entries", entries}, {"next_cursor", optional_string(page.next_cursor)}});
-               }));
+    router.add(
+        Method::get, base + "/audit", operator_route(services, Role::admin, [&](Request& r, const Operator&) {
+            auto page = catalogue.list_audit(limit_param(r), cursor_param(r));
+            json entries = json::array();
+            for (const auto& e : page.entries) entries.push_back(domain::to_json(e));
+            return json_response(200, {{"entries", entries}, {"next_cursor", optional_string(page.next_cursor)}});
+        }));
 }
 
 }  // namespace otad::api

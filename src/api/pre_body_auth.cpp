@@ -16,8 +16,10 @@ Authorizer device_report_before_body(Services& services) {
     return [&services](Request& request) -> std::optional<Response> {
         if (services.device_registry == nullptr) return std::nullopt;
         const auto product_id = services.device_registry->product_of(request.param("id"));
-        if (product_id) require_device_access(request, services, *product_id);
-        else require_right_to_learn_unknown_device(request, services);
+        if (product_id)
+            require_device_access(request, services, *product_id);
+        else
+            require_right_to_learn_unknown_device(request, services);
         return std::nullopt;
     };
 }

@@ -30,10 +30,14 @@ constexpr std::size_t kDefaultPage = 50;
 
 unsigned status_of(RolloutError::Kind kind) {
     switch (kind) {
-        case RolloutError::Kind::invalid: return 400;
-        case RolloutError::Kind::not_found: return 404;
-        case RolloutError::Kind::conflict: return 409;
-        case RolloutError::Kind::unprocessable: return 422;
+        case RolloutError::Kind::invalid:
+            return 400;
+        case RolloutError::Kind::not_found:
+            return 404;
+        case RolloutError::Kind::conflict:
+            return 409;
+        case RolloutError::Kind::unprocessable:
+            return 422;
     }
     return 400;
 }
@@ -95,7 +99,8 @@ std::vector<std::string> string_list(const json& body, const char* name) {
     if (it == body.end() || it->is_null()) return out;
     if (!it->is_array()) throw ProblemError(400, "invalid-body", std::string(name) + " must be a list of strings");
     for (const auto& item : *it) {
-        if (!item.is_string()) throw ProblemError(400, "invalid-body", std::string(name) + " must be a list of strings");
+        if (!item.is_string())
+            throw ProblemError(400, "invalid-body", std::string(name) + " must be a list of strings");
         out.push_back(item.get<std::string>());
     }
     if (out.size() > 256) throw ProblemError(400, "invalid-body", std::string(name) + " lists more than 256 tags");
@@ -119,7 +124,8 @@ std::size_t limit(const Request& request) {
     auto text = request.query_param("limit");
     if (!text) return kDefaultPage;
     auto n = util::parse_u64(*text);
-    if (!n || *n < 1 || *n > 500) throw ProblemError(400, "invalid-limit", "limit must be a whole number from 1 to 500");
+    if (!n || *n < 1 || *n > 500)
+        throw ProblemError(400, "invalid-limit", "limit must be a whole number from 1 to 500");
     return static_cast<std::size_t>(*n);
 }
 
@@ -183,8 +189,8 @@ void add_rollout_routes(Router& router, Services& services) {
                }));
     router.add(Method::get, products + "/rollouts/{id}",
                route(services, Role::viewer, [](Request& r, Rollouts& rollouts, const Operator&) {
-                   return json_response(200, rollouts.to_json(rollouts.get(r.param("product"), rollout_id(r)),
-                                                              r.param("product")));
+                   return json_response(
+                       200, rollouts.to_json(rollouts.get(r.param("product"), rollout_id(r)), r.param("product")));
                }));
     router.add(Method::post, products + "/rollouts/{id}/pause",
                route(services, Role::admin,
@@ -229,30 +235,30 @@ void add_rollout_routes(Router& router, Services& services) {
                          return json_response(200, {{"device", device_id(r)}, {"tags", tags}});
                      }),
                body);
-    router.add(Method::post, products + "/devices/tags",
-               route(services, Role::admin,
-                     [](Request& r, Rollouts& rollouts, const Operator& op) {
-                         json b = object_body(r, {"filter", "add", "remove"});
-                         storage::DeviceSelection selection;
-                         if (auto f = b.find("filter"); f != b.end() && !f->is_null()) {
-                             if (!f->is_object()) throw ProblemError(400, "invalid-body", "filter must be an object");
-                             for (const auto& [key, value] : f->items())
-                                 if (key != "chip" && key != "layout" && key != "version" && key != "channel" &&
-                                     key != "tag")
-                                     throw ProblemError(400, "invalid-body",
-                                                        "unknown filter member '" + key.substr(0, 64) +
-                                                            "'; allowed: chip, layout, version, channel, tag");
-                             selection.chip = text(*f, "chip", 64);
-                             selection.layout = text(*f, "layout", 64);
-                             selection.version = text(*f, "version", 64);
-                             selection.channel = text(*f, "channel", 64);
-                             selection.tag = text(*f, "tag", 64);
-                         }
-                         auto n = rollouts.change_tags(r.param("product"), selection, string_list(b, "add"),
-                                                       string_list(b, "remove"), op.actor());
-                         return json_response(200, {{"devices", n}});
-                     }),
-               body);
+    router.add(
+        Method::post, products + "/devices/tags",
+        route(services, Role::admin,
+              [](Request& r, Rollouts& rollouts, const Operator& op) {
+                  json b = object_body(r, {"filter", "add", "remove"});
+                  storage::DeviceSelection selection;
+                  if (auto f = b.find("filter"); f != b.end() && !f->is_null()) {
+                      if (!f->is_object()) throw ProblemError(400, "invalid-body", "filter must be an object");
+                      for (const auto& [key, value] : f->items())
+                          if (key != "chip" && key != "layout" && key != "version" && key != "channel" && key != "tag")
+                              throw ProblemError(400, "invalid-body",
+                                                 "unknown filter member '" + key.substr(0, 64) +
+                                                     "'; allowed: chip, layout, version, channel, tag");
+                      selection.chip = text(*f, "chip", 64);
+                      selection.layout = text(*f, "layout", 64);
+                      selection.version = text(*f, "version", 64);
+                      selection.channel = text(*f, "channel", 64);
+                      selection.tag = text(*f, "tag", 64);
+                  }
+                  auto n = rollouts.change_tags(r.param("product"), selection, string_list(b, "add"),
+                                                string_list(b, "remove"), op.actor());
+                  return json_response(200, {{"devices", n}});
+              }),
+        body);
 
     // --- overrides
     router.add(Method::put, "/api/v1/devices/{id}/override",

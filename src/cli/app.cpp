@@ -11,8 +11,10 @@ namespace otad::cli {
 config::Config load_config(const ConfigSource& source) {
     auto env = config::process_environment();
     std::optional<std::filesystem::path> file;
-    if (!source.config_file.empty()) file = source.config_file;
-    else if (auto it = env.find("OTAD_CONFIG"); it != env.end() && !it->second.empty()) file = it->second;
+    if (!source.config_file.empty())
+        file = source.config_file;
+    else if (auto it = env.find("OTAD_CONFIG"); it != env.end() && !it->second.empty())
+        file = it->second;
     return config::load(file, env, source.overrides);
 }
 

@@ -21,7 +21,6 @@
 namespace otad::cli {
 namespace {
 
-
 std::string when(std::optional<std::int64_t> t) { return t ? util::rfc3339(*t) : "-"; }
 
 int token_create(DataDirFlags& flags, const std::string& name, const std::string& role_text) {
@@ -45,8 +44,11 @@ int token_list(DataDirFlags& flags, bool as_json) {
     if (as_json) {
         nlohmann::json out = nlohmann::json::array();
         for (const auto& t : tokens)
-            out.push_back({{"name", t.name}, {"role", storage::to_string(t.role)}, {"created_at", when(t.created_at)},
-                           {"last_used_at", when(t.last_used_at)}, {"revoked_at", when(t.revoked_at)}});
+            out.push_back({{"name", t.name},
+                           {"role", storage::to_string(t.role)},
+                           {"created_at", when(t.created_at)},
+                           {"last_used_at", when(t.last_used_at)},
+                           {"revoked_at", when(t.revoked_at)}});
         std::cout << out.dump(2) << std::endl;
         return 0;
     }
@@ -64,7 +66,8 @@ int token_revoke(DataDirFlags& flags, const std::string& name, bool force) {
         auto t = tokens.find_active_by_name(name);
         if (!t) return false;
         if (t->role == storage::TokenRole::admin && tokens.count_admins() == 1 && !force)
-            throw std::runtime_error("'" + name + "' is the last active admin token; create another first or pass --force");
+            throw std::runtime_error("'" + name +
+                                     "' is the last active admin token; create another first or pass --force");
         tokens.revoke(name);
         storage::AuditRepository(c).append("cli", "token.revoke", "token/" + name, "{}");
         return true;
@@ -90,7 +93,8 @@ int run(int argc, char** argv) {
     auto* serve_cmd = app.add_subcommand("serve", "serve HTTPS (and optional plain HTTP) until SIGTERM/SIGINT");
     serve_flags.add_to(*serve_cmd);
     serve_cmd->add_option("--listen", listen, "HTTPS listener host:port (default 127.0.0.1:8443)");
-    serve_cmd->add_option("--http-listen", http_listen, "plain-HTTP listener host:port for legacy devices (default off)");
+    serve_cmd->add_option("--http-listen", http_listen,
+                          "plain-HTTP listener host:port for legacy devices (default off)");
 
     // migrate
     DataDirFlags migrate_flags;

@@ -58,8 +58,7 @@ void log_device_access(spdlog::logger& log, const std::vector<std::string>& open
                      {"total_products", std::to_string(products)}});
 }
 
-DeviceServices::DeviceServices(storage::Database& database, const domain::UrlSigner& urls,
-                               const config::Config& config)
+DeviceServices::DeviceServices(storage::Database& database, const domain::UrlSigner& urls, const config::Config& config)
     : watch_(database, kChangeCheckInterval),
       signing_keys_(database, preferred(config), &watch_),
       device_keys_(database, &watch_),
@@ -70,8 +69,9 @@ DeviceServices::DeviceServices(storage::Database& database, const domain::UrlSig
     updates_.set_release_resolver(&rollouts_);
     auto log = util::logger("otad");
     if (auto created = signing_keys_.ensure_active_key("system"))
-        util::log_event(*log, spdlog::level::warn, "no active signing key: created one",
-                        {{"key_id", created->key_id}, {"algorithm", std::string(domain::to_string(created->algorithm))}});
+        util::log_event(
+            *log, spdlog::level::warn, "no active signing key: created one",
+            {{"key_id", created->key_id}, {"algorithm", std::string(domain::to_string(created->algorithm))}});
     for (const auto& k : signing_keys_.list())
         if (k.signing)
             util::log_event(*log, spdlog::level::info, "manifests signed by",

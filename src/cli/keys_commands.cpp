@@ -15,7 +15,6 @@
 namespace otad::cli {
 namespace {
 
-
 struct KeysCommands {
     DataDirFlags flags;
     std::string algorithm;
@@ -56,7 +55,8 @@ int run_create(KeysCommands& k) {
                   << "' (one active key per algorithm)\n";
     if (k.json) {
         nlohmann::json out = to_json(created.key);
-        out["retired_key_id"] = created.retired_key_id ? nlohmann::json(*created.retired_key_id) : nlohmann::json(nullptr);
+        out["retired_key_id"] =
+            created.retired_key_id ? nlohmann::json(*created.retired_key_id) : nlohmann::json(nullptr);
         std::cout << out.dump(2) << std::endl;
         return 0;
     }

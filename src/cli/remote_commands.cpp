@@ -145,8 +145,9 @@ std::function<int()> add_remote_commands(CLI::App& app) {
     push_cmd->add_option("--slot", push->slot, "user1/user2 for NONOS layouts");
     push_cmd->add_option("--filename", push->filename, "file name devices see (default: the file's name)");
     push_cmd->add_option("--channel", push->channel, "after uploading, point this channel at the release");
-    push_cmd->add_option("--version-mismatch", push->version_mismatch,
-                         "allow: accept an image whose own app version differs from --version (deny: the default)")
+    push_cmd
+        ->add_option("--version-mismatch", push->version_mismatch,
+                     "allow: accept an image whose own app version differs from --version (deny: the default)")
         ->check(CLI::IsMember({"allow", "deny"}));
     push_cmd->add_flag("--replace", push->replace,
                        "replace the release's artifact of the same chip/layout/slot (admin token; only until the "
@@ -159,16 +160,16 @@ std::function<int()> add_remote_commands(CLI::App& app) {
 
     auto health_url = std::make_shared<std::string>();
     auto health_flags = std::make_shared<ConfigSource>();
-    auto* health_cmd = app.add_subcommand(
-        "healthcheck", "exit 0 when the local otad answers /healthz (for container HEALTHCHECK)");
+    auto* health_cmd =
+        app.add_subcommand("healthcheck", "exit 0 when the local otad answers /healthz (for container HEALTHCHECK)");
     health_cmd->add_option("--url", *health_url, "URL to probe (default: https://<listen>/healthz from the config)");
     health_cmd->add_option("--config", health_flags->config_file, "JSON config file");
 
     return [=]() -> int {
         if (push_cmd->parsed()) {
             remote->resolve();
-            std::string filename = push->filename.empty() ? std::filesystem::path(push->file).filename().string()
-                                                          : push->filename;
+            std::string filename =
+                push->filename.empty() ? std::filesystem::path(push->file).filename().string() : push->filename;
             std::string path = "/api/v1/products/" + percent_encode(push->product) + "/releases/" +
                                percent_encode(push->version) + "/artifacts?chip=" + percent_encode(push->chip) +
                                "&filename=" + percent_encode(filename);
@@ -197,8 +198,8 @@ std::function<int()> add_remote_commands(CLI::App& app) {
             if (!push->channel.empty()) {
                 net::ClientRequest move;
                 move.method = "PUT";
-                move.url = "/api/v1/products/" + percent_encode(push->product) + "/channels/" +
-                           percent_encode(push->channel);
+                move.url =
+                    "/api/v1/products/" + percent_encode(push->product) + "/channels/" + percent_encode(push->channel);
                 move.body = json{{"version", push->version}}.dump();
                 move.headers = {{"Content-Type", "application/json"}};
                 auto moved = remote->call(move);

@@ -147,8 +147,8 @@ json stage_of(const std::string& text) {
         std::string percent = text.substr(0, colon);
         double p = std::stod(percent, &used);
         if (used != percent.size()) throw std::invalid_argument(text);
-        stage["percent"] = (p == static_cast<double>(static_cast<std::int64_t>(p))) ? json(static_cast<std::int64_t>(p))
-                                                                                   : json(p);
+        stage["percent"] =
+            (p == static_cast<double>(static_cast<std::int64_t>(p))) ? json(static_cast<std::int64_t>(p)) : json(p);
         if (colon != std::string::npos) {
             std::string hold = text.substr(colon + 1);
             std::int64_t h = std::stoll(hold, &used);
@@ -179,14 +179,16 @@ std::function<int()> add_rollout_commands(CLI::App& app) {
     start_target->add_to(*start_cmd);
     start_cmd->add_option("--channel", start->channel, "channel to move")->required();
     start_cmd->add_option("--version", start->version, "target release")->required();
-    start_cmd->add_option("--stage", start->stages,
-                          "PERCENT[:HOLD_S], cumulative, repeat per stage; without HOLD_S a stage waits for "
-                          "`otad rollout advance` (e.g. --stage 1:3600 --stage 10:86400 --stage 100)")
+    start_cmd
+        ->add_option("--stage", start->stages,
+                     "PERCENT[:HOLD_S], cumulative, repeat per stage; without HOLD_S a stage waits for "
+                     "`otad rollout advance` (e.g. --stage 1:3600 --stage 10:86400 --stage 100)")
         ->required();
     start_cmd->add_option("--max-failure-ratio", start->max_failure_ratio, "gate: failed+silent / offered");
     start_cmd->add_option("--max-rollback-ratio", start->max_rollback_ratio, "gate: rolled back / offered");
     start_cmd->add_option("--min-devices", start->min_devices, "gate: offered devices before ratios are judged");
-    start_cmd->add_option("--stale-after", start->stale_after_s, "gate: seconds until a silent device counts as failing");
+    start_cmd->add_option("--stale-after", start->stale_after_s,
+                          "gate: seconds until a silent device counts as failing");
     start_cmd->add_option("--chip", start->chips, "only devices of this chip (repeatable)");
     start_cmd->add_option("--layout", start->layouts, "only devices of this layout (repeatable)");
     start_cmd->add_option("--from-version", start->versions, "only devices running this version (repeatable)");
@@ -212,8 +214,8 @@ std::function<int()> add_rollout_commands(CLI::App& app) {
          {std::tuple<const char*, const char*, const char*, const char*>{"pause", "pause a rollout", nullptr, nullptr},
           {"resume", "resume a paused rollout", "--force", "resume although the health gate is breached"},
           {"advance", "move to the next stage now (the last one completes the rollout)", nullptr, nullptr},
-          {"abort", "stop the rollout; not-yet-updated devices keep the base",
-           "--revert", "offer the base again to devices that took the target (the channel must allow rollback)"}}) {
+          {"abort", "stop the rollout; not-yet-updated devices keep the base", "--revert",
+           "offer the base again to devices that took the target (the channel must allow rollback)"}}) {
         Action a;
         a.name = name;
         a.cmd = rollout->add_subcommand(name, help);
@@ -259,9 +261,12 @@ std::function<int()> add_rollout_commands(CLI::App& app) {
                 return 1;
             }
             json doc = json::parse(res.body);
-            if (*status_json) std::cout << doc.dump(2) << std::endl;
-            else if (*status_id > 0) print_status(doc);
-            else if (doc["rollouts"].empty()) std::cout << "no rollouts" << std::endl;
+            if (*status_json)
+                std::cout << doc.dump(2) << std::endl;
+            else if (*status_id > 0)
+                print_status(doc);
+            else if (doc["rollouts"].empty())
+                std::cout << "no rollouts" << std::endl;
             else
                 for (const auto& r : doc["rollouts"]) print_line(r);
             return 0;

@@ -46,10 +46,13 @@ void ensure_admin_token(DataDir& d, spdlog::logger& log) {
         storage::AuditRepository audit(c);
         if (bootstrap != nullptr && *bootstrap != '\0') {
             std::string_view secret(bootstrap);
-            if (secret.size() < 16) throw std::runtime_error("OTAD_BOOTSTRAP_TOKEN must be at least 16 characters long");
+            if (secret.size() < 16)
+                throw std::runtime_error("OTAD_BOOTSTRAP_TOKEN must be at least 16 characters long");
             tokens.create_with_secret("bootstrap", storage::TokenRole::admin, secret);
-            audit.append("system", "token.create", "token/bootstrap", R"({"role":"admin","source":"OTAD_BOOTSTRAP_TOKEN"})");
-            util::log_event(log, spdlog::level::info, "admin token created from OTAD_BOOTSTRAP_TOKEN", {{"name", "bootstrap"}});
+            audit.append("system", "token.create", "token/bootstrap",
+                         R"({"role":"admin","source":"OTAD_BOOTSTRAP_TOKEN"})");
+            util::log_event(log, spdlog::level::info, "admin token created from OTAD_BOOTSTRAP_TOKEN",
+                            {{"name", "bootstrap"}});
             return;
         }
         auto created = tokens.create("admin", storage::TokenRole::admin);
@@ -86,16 +89,18 @@ void warn_about_listener_choices(const config::Config& c, const Descriptors& d, 
     if (!c.http_listen.empty() && c.plain_http_serves_all_routes)
         util::log_event(log, spdlog::level::warn, "plain HTTP serves every route",
                         {{"http_listen", c.http_listen},
-                         {"detail", "plain_http_serves_all_routes is on: operator tokens and device keys cross the "
-                                    "network in clear on that listener"}});
+                         {"detail",
+                          "plain_http_serves_all_routes is on: operator tokens and device keys cross the "
+                          "network in clear on that listener"}});
     if (!d.plan.fits)
         util::log_event(log, spdlog::level::warn, "max_connections exceeds the open-file limit",
                         {{"max_connections", std::to_string(d.plan.max_connections)},
                          {"open_file_limit", d.limit ? limit_text(d.limit->soft) : std::string("unknown")},
                          {"reserved", std::to_string(d.plan.reserved)},
-                         {"detail", "accept() will fail for want of descriptors before max_connections refuses "
-                                    "anyone: raise the limit (ulimit -n, LimitNOFILE=) or set max_connections "
-                                    "to 0 (derived)"}});
+                         {"detail",
+                          "accept() will fail for want of descriptors before max_connections refuses "
+                          "anyone: raise the limit (ulimit -n, LimitNOFILE=) or set max_connections "
+                          "to 0 (derived)"}});
 }
 
 }  // namespace
@@ -107,8 +112,7 @@ int serve(const config::Config& cfg_in) {
     // in-flight upload temp files at start-up.
     platform::ensure_directory(cfg.data_dir, /*owner_only=*/true);
     auto lock = platform::FileLock::try_acquire(std::filesystem::path(cfg.data_dir) / "otad.lock");
-    if (!lock.owns_lock())
-        throw std::runtime_error("another otad serve is already using data dir " + cfg.data_dir);
+    if (!lock.owns_lock()) throw std::runtime_error("another otad serve is already using data dir " + cfg.data_dir);
     DataDir d = open_data_dir(cfg);
     std::size_t stale_temps = d.blobs->cleanup_temp_files();
     std::size_t orphans = storage::collect_orphan_blobs(*d.database, *d.blobs);
@@ -158,12 +162,12 @@ int serve(const config::Config& cfg_in) {
     DeviceServices device(*d.database, url_signer, d.config);
     device.attach(services);
     // Operator tokens' "last used", written in batches like device last-seen.
-    domain::TokenUsage token_usage(*d.database,
-                                   std::chrono::milliseconds(std::max<std::uint64_t>(d.config.device_flush_interval_ms, 1)));
+    domain::TokenUsage token_usage(
+        *d.database, std::chrono::milliseconds(std::max<std::uint64_t>(d.config.device_flush_interval_ms, 1)));
     services.token_usage = &token_usage;
     // Orphans left by a crash go once they are an hour old, not at the next start-up.
-    storage::OrphanBlobCollector orphan_collector(
-        *d.database, *d.blobs, std::chrono::seconds(d.config.orphan_collect_interval_s));
+    storage::OrphanBlobCollector orphan_collector(*d.database, *d.blobs,
+                                                  std::chrono::seconds(d.config.orphan_collect_interval_s));
     api::Router router = api::build_router(services);
     net::Server server(options, router, util::logger("access"), util::logger("net"));
     auto bound = server.bind();
@@ -180,10 +184,9 @@ int serve(const config::Config& cfg_in) {
                      {"open_file_limit", descriptors.limit ? limit_text(descriptors.limit->soft) : "unknown"},
                      {"max_connections", std::to_string(descriptors.plan.max_connections)},
                      {"max_connections_from", descriptors.plan.derived ? "open_file_limit" : "config"},
-                     {"plain_http_routes",
-                      d.config.http_listen.empty() ? "off"
-                      : d.config.plain_http_serves_all_routes ? "all"
-                                                              : "device"}});
+                     {"plain_http_routes", d.config.http_listen.empty()            ? "off"
+                                           : d.config.plain_http_serves_all_routes ? "all"
+                                                                                   : "device"}});
     warn_about_listener_choices(d.config, descriptors, *log);
     for (const auto& l : bound) {
         std::string host = l.bound.host.find(':') != std::string::npos ? "[" + l.bound.host + "]" : l.bound.host;

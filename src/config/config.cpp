@@ -57,16 +57,18 @@ Binding choice_key(std::string name, std::string description, std::string Config
 }
 
 template <typename Int>
-Binding int_key(std::string name, std::string description, Int Config::*member, std::uint64_t min,
-                std::uint64_t max) {
+Binding int_key(std::string name, std::string description, Int Config::*member, std::uint64_t min, std::uint64_t max) {
     std::string n = name;
     std::string range = "an integer from " + std::to_string(min) + " to " + std::to_string(max);
     return {{name, "integer", std::move(description)},
             [n, member, min, max, range](Config& c, const json& v, const std::string& where) {
                 std::optional<std::uint64_t> value;
-                if (v.is_number_unsigned()) value = v.get<std::uint64_t>();
-                else if (v.is_number_integer() && v.get<std::int64_t>() >= 0) value = v.get<std::uint64_t>();
-                else if (v.is_string()) value = util::parse_u64(v.get<std::string>());
+                if (v.is_number_unsigned())
+                    value = v.get<std::uint64_t>();
+                else if (v.is_number_integer() && v.get<std::int64_t>() >= 0)
+                    value = v.get<std::uint64_t>();
+                else if (v.is_string())
+                    value = util::parse_u64(v.get<std::string>());
                 // replace: a flag or environment value need not be UTF-8, and the message must still name the key.
                 if (!value || *value < min || *value > max)
                     fail(n, where, range + ", got " + v.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -85,9 +87,12 @@ Binding bool_key(std::string name, std::string description, bool Config::*member
                 }
                 // From the environment or a flag: text.
                 const std::string text = v.is_string() ? util::to_lower(v.get<std::string>()) : std::string();
-                if (text == "true" || text == "1") c.*member = true;
-                else if (text == "false" || text == "0") c.*member = false;
-                else fail(n, where, "true or false, got " + v.dump());
+                if (text == "true" || text == "1")
+                    c.*member = true;
+                else if (text == "false" || text == "0")
+                    c.*member = false;
+                else
+                    fail(n, where, "true or false, got " + v.dump());
             },
             [member](const Config& c) { return json(c.*member); }};
 }
@@ -120,7 +125,8 @@ constexpr std::uint64_t kHourMs = 3'600'000;
 const std::vector<Binding>& bindings() {
     static const std::vector<Binding> all = {
         string_key("listen", "HTTPS listener, host:port ([v6]:port for IPv6)", &Config::listen),
-        string_key("http_listen", "plain-HTTP listener for legacy devices, host:port; empty: off", &Config::http_listen),
+        string_key("http_listen", "plain-HTTP listener for legacy devices, host:port; empty: off",
+                   &Config::http_listen),
         bool_key("plain_http_serves_all_routes",
                  "serve every route on http_listen, operator API included (tokens in clear); false: device routes only",
                  &Config::plain_http_serves_all_routes),
@@ -135,7 +141,8 @@ const std::vector<Binding>& bindings() {
         string_key("public_url", "base URL devices use to reach otad, e.g. https://ota.example.com; empty: Host header",
                    &Config::public_url),
         int_key("io_threads", "network threads; 0: one per core", &Config::io_threads, 0, 256),
-        int_key("worker_threads", "threads for handlers that touch the database or disk", &Config::worker_threads, 1, 256),
+        int_key("worker_threads", "threads for handlers that touch the database or disk", &Config::worker_threads, 1,
+                256),
         choice_key("log_level", "log verbosity", &Config::log_level,
                    {"trace", "debug", "info", "warn", "error", "critical", "off"}),
         choice_key("log_format", "log line format", &Config::log_format, {"text", "json"}),
@@ -167,11 +174,13 @@ const std::vector<Binding>& bindings() {
         int_key("poll_jitter_s", "random jitter added to poll_interval_s", &Config::poll_jitter_s, 0, 30 * kDay),
         int_key("url_validity_s", "minimum lifetime of a pre-signed download URL", &Config::url_validity_s, 60,
                 365 * kDay),
-        int_key("url_window_s", "pre-signed URL expiries are rounded up to this window (manifests are cached per window)",
+        int_key("url_window_s",
+                "pre-signed URL expiries are rounded up to this window (manifests are cached per window)",
                 &Config::url_window_s, 1, 30 * kDay),
         choice_key("signing_algorithm", "algorithm of newly created manifest signing keys", &Config::signing_algorithm,
                    {"es256", "ed25519"}),
-        int_key("device_flush_interval_ms", "device last-seen and token last-used updates are written in one batch this often",
+        int_key("device_flush_interval_ms",
+                "device last-seen and token last-used updates are written in one batch this often",
                 &Config::device_flush_interval_ms, 10, 600'000),
         int_key("rollback_after_s", "a device still on its old version this long after an offer counts as rolled back",
                 &Config::rollback_after_s, 1, 365 * kDay),
@@ -245,22 +254,24 @@ Config load(const std::optional<std::filesystem::path>& file, const std::map<std
         for (const auto& [key, value] : doc.items()) {
             const Binding* b = find(key);
             if (!b)
-                throw ConfigError("unknown config key '" + key + "' in " + file->string() + "; valid keys: " +
-                                  valid_keys_hint());
+                throw ConfigError("unknown config key '" + key + "' in " + file->string() +
+                                  "; valid keys: " + valid_keys_hint());
             b->from_json(c, value, file->string());
         }
     }
     // OTAD_<KEY> for every known key. Other OTAD_ variables are left alone unless
     // they look like a misspelt key, which would otherwise be ignored silently.
-    static const std::vector<std::string> not_keys = {"OTAD_BOOTSTRAP_TOKEN", "OTAD_BOOTSTRAP_TOKEN_FILE", "OTAD_TOKEN", "OTAD_SERVER", "OTAD_BIN", "OTAD_TOOLS_DIR",
-                                                      "OTAD_SOURCE_DIR", "OTAD_CONFIG"};
+    static const std::vector<std::string> not_keys = {
+        "OTAD_BOOTSTRAP_TOKEN", "OTAD_BOOTSTRAP_TOKEN_FILE", "OTAD_TOKEN", "OTAD_SERVER", "OTAD_BIN",
+        "OTAD_TOOLS_DIR",       "OTAD_SOURCE_DIR",           "OTAD_CONFIG"};
     for (const auto& [name, value] : environment) {
         if (name.rfind("OTAD_", 0) != 0) continue;
         if (std::find(not_keys.begin(), not_keys.end(), name) != not_keys.end()) continue;
         std::string key = util::to_lower(name.substr(5));
         const Binding* b = find(key);
-        if (!b) throw ConfigError("unknown setting in environment variable " + name + "; valid: OTAD_<KEY> for keys " +
-                                  valid_keys_hint());
+        if (!b)
+            throw ConfigError("unknown setting in environment variable " + name + "; valid: OTAD_<KEY> for keys " +
+                              valid_keys_hint());
         b->from_json(c, json(value), "environment variable " + name);
     }
     for (const auto& [key, value] : overrides) {

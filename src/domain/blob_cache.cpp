@@ -339,8 +339,7 @@ void BlobCache::remember_access(std::int64_t product_id, std::string_view key_di
                                 std::optional<std::string> key_name) {
     std::string key = access_key(product_id, key_digest);
     std::lock_guard lock(state_->mutex);
-    state_->evictions +=
-        state_->access.put(std::move(key), AccessEntry{product_id, std::move(key_name), Clock::now()});
+    state_->evictions += state_->access.put(std::move(key), AccessEntry{product_id, std::move(key_name), Clock::now()});
 }
 
 bool BlobCache::recall_verified_url(std::string_view url) {
@@ -378,8 +377,8 @@ void BlobCache::invalidate_product(std::string_view product_name) {
     std::string prefix(product_name);
     prefix.push_back('\0');
     std::lock_guard lock(state_->mutex);
-    state_->invalidations += state_->artifacts.erase_if(
-        [&](std::string_view key, const ArtifactEntry&) { return key.starts_with(prefix); });
+    state_->invalidations +=
+        state_->artifacts.erase_if([&](std::string_view key, const ArtifactEntry&) { return key.starts_with(prefix); });
 }
 
 void BlobCache::clear() {

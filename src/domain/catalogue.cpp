@@ -68,23 +68,25 @@ std::string channel_subject(std::string_view product, std::string_view channel) 
 
 void check_product_name(std::string_view product) {
     if (!is_valid_product_name(product))
-        throw CatalogueError(Kind::invalid, "invalid-product",
-                             "product name " + shown(product) +
-                                 " is not valid: use 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit");
+        throw CatalogueError(
+            Kind::invalid, "invalid-product",
+            "product name " + shown(product) +
+                " is not valid: use 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit");
 }
 
 void check_version_text(std::string_view version) {
     if (!is_valid_version_text(version))
-        throw CatalogueError(Kind::invalid, "invalid-version",
-                             "version " + shown(version) +
-                                 " is not valid: use 1-64 printable ASCII characters without spaces or '/'");
+        throw CatalogueError(
+            Kind::invalid, "invalid-version",
+            "version " + shown(version) + " is not valid: use 1-64 printable ASCII characters without spaces or '/'");
 }
 
 void check_channel_name(std::string_view channel) {
     if (!is_valid_channel_name(channel))
-        throw CatalogueError(Kind::invalid, "invalid-channel",
-                             "channel name " + shown(channel) +
-                                 " is not valid: use 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit");
+        throw CatalogueError(
+            Kind::invalid, "invalid-channel",
+            "channel name " + shown(channel) +
+                " is not valid: use 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit");
 }
 
 storage::Product require_product(CatalogueRepository& repo, std::string_view name) {
@@ -112,13 +114,15 @@ std::vector<std::string> channels_of_release(CatalogueRepository& repo, const st
 void refuse_if_rollout_on_channel(storage::Connection& c, const storage::Product& product, std::string_view channel) {
     if (auto active = storage::RolloutRepository(c).active_for_channel(product.id, channel))
         throw CatalogueError(Kind::conflict, "channel-in-rollout",
-                             "channel " + shown(channel) + " of " + shown(product.name) + " is being moved by rollout " +
-                                 std::to_string(active->id) + " (" + std::string(storage::to_string(active->state)) +
-                                 ", to " + active->target_version + "); advance, complete or abort it instead",
+                             "channel " + shown(channel) + " of " + shown(product.name) +
+                                 " is being moved by rollout " + std::to_string(active->id) + " (" +
+                                 std::string(storage::to_string(active->state)) + ", to " + active->target_version +
+                                 "); advance, complete or abort it instead",
                              {{"rollout", active->id}, {"state", storage::to_string(active->state)}});
 }
 
-void refuse_if_release_in_use(storage::Connection& c, const storage::Product& product, const storage::Release& release) {
+void refuse_if_release_in_use(storage::Connection& c, const storage::Product& product,
+                              const storage::Release& release) {
     storage::RolloutRepository rollouts(c);
     auto active = rollouts.active_for_release(release.id);
     if (!active.empty()) {
@@ -126,8 +130,8 @@ void refuse_if_release_in_use(storage::Connection& c, const storage::Product& pr
         for (const auto& r : active) ids.push_back(r.id);
         throw CatalogueError(Kind::conflict, "release-in-rollout",
                              "release " + shown(release.version) + " of " + shown(product.name) +
-                                 " is part of rollout " + std::to_string(active.front().id) +
-                                 " on channel " + shown(active.front().channel) + "; abort or complete it first",
+                                 " is part of rollout " + std::to_string(active.front().id) + " on channel " +
+                                 shown(active.front().channel) + "; abort or complete it first",
                              {{"rollouts", ids}});
     }
     if (auto pins = rollouts.pins_to_release(release.id); pins > 0)
@@ -193,9 +197,7 @@ bool newer_first(std::string_view a_version, std::int64_t a_id, std::string_view
     return a_id > b_id;
 }
 
-std::string encode_cursor(const json& position) {
-    return util::base64url_encode(util::as_bytes(position.dump()));
-}
+std::string encode_cursor(const json& position) { return util::base64url_encode(util::as_bytes(position.dump())); }
 
 json decode_cursor(std::string_view cursor) {
     auto bytes = util::base64url_decode(cursor);
@@ -224,10 +226,10 @@ void check_slot(Layout layout, const std::string& slot) {
     json valid = json::array();
     for (const auto& s : slots_for_layout(layout)) valid.push_back(s);
     std::string what = slot.empty() ? "a slot is required" : "slot " + shown(slot) + " is not valid";
-    throw CatalogueError(Kind::invalid, "invalid-slot",
-                         what + " for layout " + std::string(to_string(layout)) + "; valid slots: " +
-                             valid_slot_names(layout),
-                         {{"valid_slots", valid}});
+    throw CatalogueError(
+        Kind::invalid, "invalid-slot",
+        what + " for layout " + std::string(to_string(layout)) + "; valid slots: " + valid_slot_names(layout),
+        {{"valid_slots", valid}});
 }
 
 std::string default_filename(const ResolvedUpload& target) {
@@ -268,9 +270,9 @@ void check_tombstone(const std::vector<storage::ReleaseTombstone>& tombstone, st
         Kind::conflict, "release-was-offered",
         "release " + shown(version) + " of " + shown(product) +
             " was offered to devices before it was deleted, so that version can only come back with the bytes "
-            "devices may already have (" + listed + "); " +
-            (same_key ? "this " + key + " upload has sha256 " + sha256
-                      : "it had no " + key + " artifact") +
+            "devices may already have (" +
+            listed + "); " +
+            (same_key ? "this " + key + " upload has sha256 " + sha256 : "it had no " + key + " artifact") +
             ". Upload the new build under a new version",
         {{"version", std::string(version)}, {"tombstone", entries}});
 }
@@ -330,10 +332,10 @@ ResolvedUpload Catalogue::resolve(const UploadSpec& spec) const {
     } else {
         auto layout = parse_layout(spec.layout);
         if (!layout)
-            throw CatalogueError(Kind::invalid, "invalid-layout",
-                                 "layout " + shown(spec.layout) + " is not known; valid layouts: " +
-                                     valid_layout_names(),
-                                 {{"valid_layouts", layout_list()}});
+            throw CatalogueError(
+                Kind::invalid, "invalid-layout",
+                "layout " + shown(spec.layout) + " is not known; valid layouts: " + valid_layout_names(),
+                {{"valid_layouts", layout_list()}});
         out.layout = *layout;
     }
     if (is_nonos_layout(out.layout) && out.chip != Chip::esp8266)
@@ -345,7 +347,8 @@ ResolvedUpload Catalogue::resolve(const UploadSpec& spec) const {
 
     // With the layout still to come from the image, a slot can only be checked
     // against what some ESP8266 layout accepts.
-    if (!out.layout_from_image) check_slot(out.layout, spec.slot);
+    if (!out.layout_from_image)
+        check_slot(out.layout, spec.slot);
     else if (!spec.slot.empty() && !layout_allows_slot(Layout::nonos_512_512, spec.slot) &&
              !layout_allows_slot(Layout::ota, spec.slot))
         check_slot(Layout::ota, spec.slot);
@@ -365,8 +368,7 @@ ResolvedUpload Catalogue::resolve(const UploadSpec& spec) const {
         out.filename = default_filename(out);
     }
 
-    if (spec.expected_sha256 &&
-        (spec.expected_sha256->size() != 64 || !util::from_hex(*spec.expected_sha256)))
+    if (spec.expected_sha256 && (spec.expected_sha256->size() != 64 || !util::from_hex(*spec.expected_sha256)))
         throw CatalogueError(Kind::invalid, "invalid-digest",
                              "expected SHA-256 " + shown(*spec.expected_sha256) + " is not 64 hex digits");
     return out;
@@ -396,10 +398,10 @@ PendingUpload Catalogue::receive(ByteSource& body) {
         try {
             writer.write(std::string_view(buffer.data(), n));
         } catch (const storage::BlobTooLarge&) {
-            throw CatalogueError(Kind::too_large, "payload-too-large",
-                                 "the artifact exceeds max_artifact_bytes (" +
-                                     std::to_string(options_.max_artifact_bytes) + " bytes)",
-                                 {{"max_artifact_bytes", options_.max_artifact_bytes}});
+            throw CatalogueError(
+                Kind::too_large, "payload-too-large",
+                "the artifact exceeds max_artifact_bytes (" + std::to_string(options_.max_artifact_bytes) + " bytes)",
+                {{"max_artifact_bytes", options_.max_artifact_bytes}});
         }
     }
     if (writer.bytes_written() == 0)
@@ -451,8 +453,10 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
     std::shared_lock lifecycle(blob_lifecycle_);
     storage::BlobInfo blob;
     try {
-        if (spec.expected_sha256) blob = upload.writer_.commit(util::to_lower(*spec.expected_sha256));
-        else blob = upload.writer_.commit();
+        if (spec.expected_sha256)
+            blob = upload.writer_.commit(util::to_lower(*spec.expected_sha256));
+        else
+            blob = upload.writer_.commit();
     } catch (const storage::StorageError& e) {
         if (e.kind() != storage::StorageErrorKind::mismatch) throw;
         throw CatalogueError(Kind::invalid, "digest-mismatch",
@@ -485,8 +489,8 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
             }
 
             product_id = product->id;
-            check_tombstone(repo.list_tombstones(product->id, release->version), product->name, release->version,
-                            chip, layout, target.slot, blob.sha256);
+            check_tombstone(repo.list_tombstones(product->id, release->version), product->name, release->version, chip,
+                            layout, target.slot, blob.sha256);
             auto existing = repo.find_artifact(release->id, chip, layout, target.slot);
             if (existing && existing->sha256 == blob.sha256) {
                 out.outcome = UploadOutcome::unchanged;
@@ -497,8 +501,7 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
             if (existing && !spec.replace)
                 throw CatalogueError(Kind::conflict, "artifact-exists",
                                      where + " already has an artifact for " + artifact_key(chip, layout, target.slot) +
-                                         " (id " +
-                                         std::to_string(existing->id) + ", sha256 " + existing->sha256 +
+                                         " (id " + std::to_string(existing->id) + ", sha256 " + existing->sha256 +
                                          ") with different bytes; releases are immutable (an admin may replace "
                                          "it with replace=true until the release is offered to a device)",
                                      {{"artifact_id", existing->id}, {"sha256", existing->sha256}});
@@ -525,8 +528,11 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
                                          artifact_key(holder->chip, holder->layout, holder->slot) +
                                          "); /firmware/{product}/{version}/{filename} must name one artifact, so "
                                          "give this one another filename",
-                                     {{"artifact_id", holder->id}, {"filename", filename}, {"chip", holder->chip},
-                                      {"layout", holder->layout}, {"slot", holder->slot}});
+                                     {{"artifact_id", holder->id},
+                                      {"filename", filename},
+                                      {"chip", holder->chip},
+                                      {"layout", holder->layout},
+                                      {"slot", holder->slot}});
 
             const std::string project = metadata.contains("app_desc") && metadata["app_desc"].is_object()
                                             ? metadata["app_desc"].value("project_name", std::string())
@@ -537,7 +543,8 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
                                          "the image's project name is " + shown(project) + " but product " +
                                              shown(product->name) + " holds " + shown(*product->project_name) +
                                              " images (an admin can set allow_project_mismatch on the product)",
-                                         {{"code", "project-mismatch"}, {"image_project", project},
+                                         {{"code", "project-mismatch"},
+                                          {"image_project", project},
                                           {"product_project", *product->project_name}});
                 if (!product->project_name) repo.claim_project_name(product->id, project);
             }
@@ -560,9 +567,14 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
             row.metadata_json = metadata.dump(-1, ' ', false, json::error_handler_t::replace);
             storage::Artifact stored = repo.insert_artifact(row);
 
-            json detail = {{"chip", chip},         {"layout", layout},        {"slot", target.slot},
-                           {"filename", filename}, {"sha256", blob.sha256}, {"size", blob.size},
-                           {"created_product", created_product}, {"created_release", created_release}};
+            json detail = {{"chip", chip},
+                           {"layout", layout},
+                           {"slot", target.slot},
+                           {"filename", filename},
+                           {"sha256", blob.sha256},
+                           {"size", blob.size},
+                           {"created_product", created_product},
+                           {"created_release", created_release}};
             if (existing) detail["replaced_artifact_id"] = existing->id;
             storage::AuditRepository(c).append(actor, existing ? "artifact.replace" : "artifact.upload",
                                                artifact_subject(product->name, release->version, stored.id),
@@ -579,8 +591,8 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
             throw CatalogueError(Kind::conflict, "release-offered",
                                  "release " + shown(target.version) + " can no longer change: " + e.what());
         if (e.kind() == storage::StorageErrorKind::conflict)
-            throw CatalogueError(Kind::conflict, "artifact-exists", "a concurrent change conflicts: " +
-                                                                         std::string(e.what()));
+            throw CatalogueError(Kind::conflict, "artifact-exists",
+                                 "a concurrent change conflicts: " + std::string(e.what()));
         throw;
     } catch (...) {
         lifecycle.unlock();
@@ -595,9 +607,8 @@ UploadResult Catalogue::store(PendingUpload upload, const UploadSpec& spec, std:
 void Catalogue::drop_if_unreferenced(const std::string& sha256) noexcept {
     try {
         std::unique_lock lifecycle(blob_lifecycle_);
-        bool has_row = database_.read([&](storage::Connection& c) {
-            return CatalogueRepository(c).find_blob(sha256).has_value();
-        });
+        bool has_row = database_.read(
+            [&](storage::Connection& c) { return CatalogueRepository(c).find_blob(sha256).has_value(); });
         if (!has_row) blobs_.remove(sha256);
     } catch (const std::exception& e) {
         // Left for start-up collection; no row names it, so it is never offered.
@@ -718,9 +729,9 @@ ArtifactInfo Catalogue::get_artifact(std::string_view name, std::string_view ver
         storage::Release release = require_release(repo, product, version);
         auto artifact = repo.get_artifact(artifact_id);
         if (!artifact || artifact->release_id != release.id)
-            throw CatalogueError(Kind::not_found, "not-found",
-                                 "release " + shown(version) + " of " + shown(name) + " has no artifact " +
-                                     std::to_string(artifact_id));
+            throw CatalogueError(
+                Kind::not_found, "not-found",
+                "release " + shown(version) + " of " + shown(name) + " has no artifact " + std::to_string(artifact_id));
         return artifact_info(*artifact, product.name, release.version);
     });
 }
@@ -731,7 +742,8 @@ std::vector<ChannelInfo> Catalogue::list_channels(std::string_view name) {
         CatalogueRepository repo(c);
         storage::Product product = require_product(repo, name);
         std::vector<ChannelInfo> out;
-        for (const auto& channel : repo.list_channels(product.id)) out.push_back(channel_info(repo, channel, product.name));
+        for (const auto& channel : repo.list_channels(product.id))
+            out.push_back(channel_info(repo, channel, product.name));
         return out;
     });
 }
@@ -798,9 +810,9 @@ void Catalogue::delete_artifact(std::string_view name, std::string_view version,
         storage::Release release = require_release(repo, product, version);
         auto artifact = repo.get_artifact(artifact_id);
         if (!artifact || artifact->release_id != release.id)
-            throw CatalogueError(Kind::not_found, "not-found",
-                                 "release " + shown(version) + " of " + shown(name) + " has no artifact " +
-                                     std::to_string(artifact_id));
+            throw CatalogueError(
+                Kind::not_found, "not-found",
+                "release " + shown(version) + " of " + shown(name) + " has no artifact " + std::to_string(artifact_id));
         auto channels = channels_of_release(repo, release);
         if (!channels.empty())
             throw CatalogueError(Kind::conflict, "release-on-channel",
@@ -815,11 +827,14 @@ void Catalogue::delete_artifact(std::string_view name, std::string_view version,
         repo.delete_artifact(artifact->id);
         product_id = product.id;
         if (repo.blob_reference_count(artifact->sha256) == 0) freed_blobs.push_back(artifact->sha256);
-        storage::AuditRepository(c).append(
-            actor, "artifact.delete", artifact_subject(product.name, release.version, artifact->id),
-            json{{"chip", artifact->chip}, {"layout", artifact->layout}, {"slot", artifact->slot},
-                 {"sha256", artifact->sha256}, {"size", artifact->size}}
-                .dump());
+        storage::AuditRepository(c).append(actor, "artifact.delete",
+                                           artifact_subject(product.name, release.version, artifact->id),
+                                           json{{"chip", artifact->chip},
+                                                {"layout", artifact->layout},
+                                                {"slot", artifact->slot},
+                                                {"sha256", artifact->sha256},
+                                                {"size", artifact->size}}
+                                               .dump());
     });
     changed(product_id, freed_blobs);
 }
@@ -891,8 +906,7 @@ ChannelInfo Catalogue::set_channel(std::string_view name, std::string_view chann
         } else {
             detail["previous_version"] = nullptr;
         }
-        storage::AuditRepository(c).append(actor, "channel.set", channel_subject(product.name, channel),
-                                           detail.dump());
+        storage::AuditRepository(c).append(actor, "channel.set", channel_subject(product.name, channel), detail.dump());
         return channel_info(repo, stored, product.name);
     });
     if (product_id != 0) changed(product_id, {});
@@ -923,10 +937,18 @@ void Catalogue::delete_channel(std::string_view name, std::string_view channel, 
 // --- JSON -----------------------------------------------------------------------
 
 json to_json(const ArtifactInfo& a) {
-    return {{"id", a.id},         {"product", a.product},   {"version", a.version},
-            {"chip", a.chip},     {"layout", a.layout},     {"slot", a.slot},
-            {"filename", a.filename}, {"size", a.size},     {"sha256", a.sha256},
-            {"md5", a.md5},       {"created_at", util::rfc3339(a.created_at)}, {"image", a.image}};
+    return {{"id", a.id},
+            {"product", a.product},
+            {"version", a.version},
+            {"chip", a.chip},
+            {"layout", a.layout},
+            {"slot", a.slot},
+            {"filename", a.filename},
+            {"size", a.size},
+            {"sha256", a.sha256},
+            {"md5", a.md5},
+            {"created_at", util::rfc3339(a.created_at)},
+            {"image", a.image}};
 }
 
 json to_json(const ChannelInfo& c) {
@@ -938,12 +960,9 @@ json to_json(const ChannelInfo& c) {
 }
 
 json to_json(const ReleaseInfo& r) {
-    return {{"product", r.product},
-            {"version", r.version},
-            {"notes", r.notes},
-            {"created_at", util::rfc3339(r.created_at)},
-            {"offered", r.offered},
-            {"artifact_count", r.artifact_count},
+    return {{"product", r.product},  {"version", r.version},
+            {"notes", r.notes},      {"created_at", util::rfc3339(r.created_at)},
+            {"offered", r.offered},  {"artifact_count", r.artifact_count},
             {"channels", r.channels}};
 }
 
@@ -970,12 +989,8 @@ json to_json(const ProductInfo& p) {
 json to_json(const storage::AuditEntry& e) {
     json detail = json::parse(e.detail_json, nullptr, /*allow_exceptions=*/false);
     if (detail.is_discarded()) detail = e.detail_json;
-    return {{"id", e.id},
-            {"at", util::rfc3339(e.at)},
-            {"actor", e.actor},
-            {"action", e.action},
-            {"subject", e.subject},
-            {"detail", detail}};
+    return {{"id", e.id},         {"at", util::rfc3339(e.at)}, {"actor", e.actor},
+            {"action", e.action}, {"subject", e.subject},      {"detail", detail}};
 }
 
 }  // namespace otad::domain

@@ -27,8 +27,7 @@ std::int64_t ChangeWatch::generation() {
     });
     // Concurrent readers may finish out of order; never move the generation back.
     std::int64_t seen = cached_.load(std::memory_order_acquire);
-    while (newest > seen && !cached_.compare_exchange_weak(seen, newest, std::memory_order_acq_rel)) {
-    }
+    while (newest > seen && !cached_.compare_exchange_weak(seen, newest, std::memory_order_acq_rel)) {}
     checked_at_ns_.store(now == 0 ? 1 : now, std::memory_order_release);
     return std::max(newest, seen);
 }

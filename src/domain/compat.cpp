@@ -18,9 +18,7 @@ std::string_view trim(std::string_view s) noexcept {
     return s;
 }
 
-bool is_hex(char c) noexcept {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
+bool is_hex(char c) noexcept { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 
@@ -53,7 +51,6 @@ bool has_header_prefix(HeaderFields headers, std::string_view prefix) {
         if (util::starts_with_icase(field.first, prefix)) return true;
     return false;
 }
-
 
 // --- Arduino artifact kinds
 
@@ -127,18 +124,22 @@ std::variant<ArduinoRequest, ArduinoParseError> parse_arduino_request(HeaderFiel
         // Both families' headers: the updater's fixed User-Agent decides.
         auto agent = find_header(headers, "User-Agent");
         std::string_view ua = agent ? trim(*agent) : std::string_view{};
-        if (iequals(ua, "ESP8266-http-Update")) request.family = ArduinoFamily::esp8266;
-        else if (iequals(ua, "ESP32-http-Update")) request.family = ArduinoFamily::esp32;
+        if (iequals(ua, "ESP8266-http-Update"))
+            request.family = ArduinoFamily::esp8266;
+        else if (iequals(ua, "ESP32-http-Update"))
+            request.family = ArduinoFamily::esp32;
         else
-            return ArduinoParseError{"the request carries both x-ESP8266-* and x-ESP32-* headers and its User-Agent "
-                                     "is neither ESP8266-http-Update nor ESP32-http-Update"};
+            return ArduinoParseError{
+                "the request carries both x-ESP8266-* and x-ESP32-* headers and its User-Agent "
+                "is neither ESP8266-http-Update nor ESP32-http-Update"};
     } else if (esp8266) {
         request.family = ArduinoFamily::esp8266;
     } else if (esp32) {
         request.family = ArduinoFamily::esp32;
     } else {
-        return ArduinoParseError{"this route serves the Arduino updaters (ESP8266httpUpdate, HTTPUpdate): the request "
-                                 "has no x-ESP8266-* or x-ESP32-* headers"};
+        return ArduinoParseError{
+            "this route serves the Arduino updaters (ESP8266httpUpdate, HTTPUpdate): the request "
+            "has no x-ESP8266-* or x-ESP32-* headers"};
     }
 
     const std::string prefix = "x-" + std::string(to_string(request.family)) + "-";
@@ -146,8 +147,10 @@ std::variant<ArduinoRequest, ArduinoParseError> parse_arduino_request(HeaderFiel
 
     auto mode = header("mode");
     if (!mode) return ArduinoParseError{"missing header " + prefix + "mode (sketch or spiffs)"};
-    if (iequals(trim(*mode), "sketch")) request.mode = ArduinoMode::sketch;
-    else if (iequals(trim(*mode), "spiffs")) request.mode = ArduinoMode::spiffs;
+    if (iequals(trim(*mode), "sketch"))
+        request.mode = ArduinoMode::sketch;
+    else if (iequals(trim(*mode), "spiffs"))
+        request.mode = ArduinoMode::spiffs;
     else
         return ArduinoParseError{"header " + prefix + "mode is '" + std::string(trim(*mode)) +
                                  "'; supported: sketch, spiffs"};
@@ -178,8 +181,8 @@ bool is_filesystem_slot(std::string_view slot) noexcept { return iequals(slot, "
 
 bool is_filesystem_artifact(const ArduinoArtifact& artifact) noexcept {
     if (is_filesystem_slot(artifact.slot)) return true;
-    return artifact.chip == Chip::generic &&
-           (util::starts_with_icase(artifact.filename, "spiffs") || util::starts_with_icase(artifact.filename, "littlefs"));
+    return artifact.chip == Chip::generic && (util::starts_with_icase(artifact.filename, "spiffs") ||
+                                              util::starts_with_icase(artifact.filename, "littlefs"));
 }
 
 ArduinoDecision decide_arduino(const ArduinoRequest& request, std::optional<Chip> requested_chip,
@@ -218,8 +221,8 @@ ArduinoDecision decide_arduino(const ArduinoRequest& request, std::optional<Chip
         if (best == nullptr || preference(*a, chip) < preference(*best, chip)) best = a;
     }
     if (best == nullptr) {
-        std::string for_whom = chip == Chip::generic ? std::string("an ESP32-family chip")
-                                                     : std::string(to_string(chip));
+        std::string for_whom =
+            chip == Chip::generic ? std::string("an ESP32-family chip") : std::string(to_string(chip));
         return ArduinoRefused{"no-artifact",
                               "release " + release.version + " has no " + mode_noun(mode) + " for " + for_whom};
     }
@@ -290,8 +293,7 @@ NonosDecision decide_nonos(const NonosFile& file, std::optional<Layout> layout, 
         std::set<Layout> layouts;
         for (const auto& a : candidates)
             if (a.chip == Chip::esp8266 && is_nonos_layout(a.layout)) layouts.insert(a.layout);
-        if (layouts.empty())
-            return NonosMissing{"release " + version + " has no ESP8266 NONOS (user1/user2) builds"};
+        if (layouts.empty()) return NonosMissing{"release " + version + " has no ESP8266 NONOS (user1/user2) builds"};
         if (layouts.size() > 1) {
             std::vector<std::string> names;
             for (Layout l : layouts) names.emplace_back(to_string(l));

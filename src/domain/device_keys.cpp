@@ -94,8 +94,7 @@ std::optional<std::string> weak_device_key_reason(std::string_view secret) {
                std::to_string(kMaxSuppliedKeyLength) + " characters long (this one has " +
                std::to_string(secret.size()) + "); omit \"key\" to let otad generate one";
     for (char c : secret)
-        if (c <= 0x20 || c >= 0x7f)
-            return std::string("a supplied device key must be printable ASCII without spaces");
+        if (c <= 0x20 || c >= 0x7f) return std::string("a supplied device key must be printable ASCII without spaces");
     if (longest_even_run(secret) >= kMaxRegularRun)
         return "the supplied device key has " + std::to_string(kMaxRegularRun) +
                " or more characters in a row that repeat or count up or down; use a random key";
@@ -114,8 +113,8 @@ CreatedDeviceKeyInfo DeviceKeys::create(std::int64_t product_id, std::string_vie
                                         std::string_view key_name, std::optional<std::string_view> secret,
                                         std::string_view actor) {
     if (!is_valid_device_key_name(key_name))
-        throw DeviceKeyError(DeviceKeyError::Kind::invalid,
-                             "device key name '" + std::string(key_name) + "' is not valid: use 1..64 of A-Z a-z 0-9 . _ -");
+        throw DeviceKeyError(DeviceKeyError::Kind::invalid, "device key name '" + std::string(key_name) +
+                                                                "' is not valid: use 1..64 of A-Z a-z 0-9 . _ -");
     if (secret)
         if (auto weak = weak_device_key_reason(*secret)) throw DeviceKeyError(DeviceKeyError::Kind::weak_secret, *weak);
     const auto name_taken = [&] {
@@ -161,7 +160,8 @@ CreatedDeviceKeyInfo DeviceKeys::create(std::int64_t product_id, std::string_vie
 }
 
 std::vector<DeviceKeyInfo> DeviceKeys::list(std::int64_t product_id) {
-    auto rows = database_.read([&](storage::Connection& c) { return storage::DeviceKeyRepository(c).list(product_id); });
+    auto rows =
+        database_.read([&](storage::Connection& c) { return storage::DeviceKeyRepository(c).list(product_id); });
     std::vector<DeviceKeyInfo> out;
     out.reserve(rows.size());
     for (const auto& r : rows) out.push_back(info_of(r));
@@ -222,7 +222,8 @@ std::optional<DeviceKeys::KnownSecret> DeviceKeys::known_secret(std::string_view
         if (auto it = cache->secrets.find(digest); it != cache->secrets.end()) return it->second;
     }
     std::optional<KnownSecret> known;
-    auto found = database_.read([&](storage::Connection& c) { return storage::DeviceKeyRepository(c).find_by_secret(secret); });
+    auto found =
+        database_.read([&](storage::Connection& c) { return storage::DeviceKeyRepository(c).find_by_secret(secret); });
     if (found && found->active()) known = KnownSecret{found->product_id, found->name};
     std::lock_guard lock(cache->mutex);
     if (cache->secrets.size() >= kMaxRememberedSecrets) cache->secrets.clear();
@@ -236,7 +237,8 @@ bool DeviceKeys::may_learn_unknown_device(std::string_view secret) {
 }
 
 std::vector<std::string> DeviceKeys::open_products() {
-    auto products = database_.read([](storage::Connection& c) { return storage::CatalogueRepository(c).list_products(); });
+    auto products =
+        database_.read([](storage::Connection& c) { return storage::CatalogueRepository(c).list_products(); });
     std::vector<std::string> open;
     for (const auto& p : products)
         if (!product_requires_key(p.id)) open.push_back(p.name);

@@ -12,9 +12,7 @@ namespace {
 
 constexpr std::size_t kMaxReportDetail = 1024;
 
-bool same_version(const std::optional<std::string>& a, std::string_view b) {
-    return a && versions_equivalent(*a, b);
-}
+bool same_version(const std::optional<std::string>& a, std::string_view b) { return a && versions_equivalent(*a, b); }
 
 // Cuts at a UTF-8 character boundary at most `limit` bytes in.
 std::string cut_utf8(std::string_view text, std::size_t limit) {
@@ -28,12 +26,18 @@ std::string cut_utf8(std::string_view text, std::size_t limit) {
 
 std::string_view to_string(DeviceStatus status) noexcept {
     switch (status) {
-        case DeviceStatus::downloading: return "downloading";
-        case DeviceStatus::downloaded: return "downloaded";
-        case DeviceStatus::installing: return "installing";
-        case DeviceStatus::installed: return "installed";
-        case DeviceStatus::failed: return "failed";
-        case DeviceStatus::rolled_back: return "rolled_back";
+        case DeviceStatus::downloading:
+            return "downloading";
+        case DeviceStatus::downloaded:
+            return "downloaded";
+        case DeviceStatus::installing:
+            return "installing";
+        case DeviceStatus::installed:
+            return "installed";
+        case DeviceStatus::failed:
+            return "failed";
+        case DeviceStatus::rolled_back:
+            return "rolled_back";
     }
     return "failed";
 }
@@ -45,9 +49,7 @@ std::optional<DeviceStatus> parse_device_status(std::string_view text) noexcept 
     return std::nullopt;
 }
 
-std::string valid_device_statuses() {
-    return "downloading, downloaded, installing, installed, failed, rolled_back";
-}
+std::string valid_device_statuses() { return "downloading, downloaded, installing, installed, failed, rolled_back"; }
 
 std::int64_t DeviceRegistry::default_now() { return util::unix_now(); }
 
@@ -135,8 +137,7 @@ FlushStats DeviceRegistry::flush() noexcept {
         return flush_locked();
     } catch (const std::exception& e) {
         util::log_event(*util::logger("devices"), spdlog::level::err, "device flush failed", {{"error", e.what()}});
-    } catch (...) {
-    }
+    } catch (...) {}
     FlushStats failed;
     failed.failed = true;
     return failed;
@@ -170,10 +171,9 @@ FlushStats DeviceRegistry::flush_locked() {
             if (auto it = known_.find(id); it != known_.end()) {
                 prior[i] = it->second;
             } else if (auto row = devices.get(id)) {
-                storage::DeviceSighting stored{row->id,      row->product_id,     row->chip,
-                                               row->layout,  row->slot,           row->version,
-                                               row->channel, row->secure_version, row->remote_address,
-                                               row->last_seen};
+                storage::DeviceSighting stored{
+                    row->id,      row->product_id, row->chip,           row->layout,         row->slot,
+                    row->version, row->channel,    row->secure_version, row->remote_address, row->last_seen};
                 prior[i] = Known{row->version,     row->offered_version,     row->offered_at,
                                  row->last_status, row->last_status_version, fields_digest(stored),
                                  row->last_seen};
@@ -283,7 +283,8 @@ FlushStats DeviceRegistry::flush_locked() {
 std::optional<std::int64_t> DeviceRegistry::product_of(std::string_view device_id) {
     {
         std::lock_guard lock(pending_mutex_);
-        if (auto it = pending_.find(std::string(device_id)); it != pending_.end()) return it->second.sighting.product_id;
+        if (auto it = pending_.find(std::string(device_id)); it != pending_.end())
+            return it->second.sighting.product_id;
     }
     // A flush in progress has taken the sighting out of pending_ and not committed it
     // yet: the device is in neither place. Wait for the flush (same lock order as
@@ -291,7 +292,8 @@ std::optional<std::int64_t> DeviceRegistry::product_of(std::string_view device_i
     std::lock_guard write(write_mutex_);
     {
         std::lock_guard lock(pending_mutex_);
-        if (auto it = pending_.find(std::string(device_id)); it != pending_.end()) return it->second.sighting.product_id;
+        if (auto it = pending_.find(std::string(device_id)); it != pending_.end())
+            return it->second.sighting.product_id;
     }
     auto row = database_.read([&](storage::Connection& c) { return storage::DeviceRepository(c).get(device_id); });
     if (!row) return std::nullopt;
@@ -313,15 +315,13 @@ bool DeviceRegistry::report(const DeviceReport& report) {
         devices.record_status(report.device_id, status, version, at);
         nlohmann::json detail = nlohmann::json::object();
         if (!report.detail.empty()) detail["detail"] = cut_utf8(report.detail, kMaxReportDetail);
-        devices.append_event(
-            {report.device_id, at, storage::DeviceEventKind::report, version, status, detail.dump(-1, ' ', false,
-                                                                                                 nlohmann::json::error_handler_t::replace)});
-        storage::DeviceSighting stored{row->id,      row->product_id,     row->chip,
-                                       row->layout,  row->slot,           row->version,
-                                       row->channel, row->secure_version, row->remote_address,
-                                       row->last_seen};
-        state = Known{row->version, row->offered_version, row->offered_at, status, version, fields_digest(stored),
-                      row->last_seen};
+        devices.append_event({report.device_id, at, storage::DeviceEventKind::report, version, status,
+                              detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+        storage::DeviceSighting stored{
+            row->id,      row->product_id, row->chip,           row->layout,         row->slot,
+            row->version, row->channel,    row->secure_version, row->remote_address, row->last_seen};
+        state = Known{row->version, row->offered_version,  row->offered_at, status,
+                      version,      fields_digest(stored), row->last_seen};
         if (observer_) observer_->on_report(c, *row, report.status, version, at);
         return true;
     });

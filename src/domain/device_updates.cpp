@@ -74,8 +74,8 @@ struct DeviceUpdates::ChannelSnapshot {
     std::int64_t product_id = 0;
     std::string product;
     std::string channel;
-    bool found = false;                       // the channel exists
-    std::vector<std::string> channel_names;   // when !found: what exists
+    bool found = false;                      // the channel exists
+    std::vector<std::string> channel_names;  // when !found: what exists
     storage::Release release;
     bool allow_rollback = false;
     std::vector<storage::Artifact> artifacts;
@@ -162,7 +162,8 @@ std::optional<std::int64_t> DeviceUpdates::product_id(std::string_view product) 
         }
         if (auto it = state_->products.find(key); it != state_->products.end()) return it->second;
     }
-    auto found = database_.read([&](storage::Connection& c) { return storage::CatalogueRepository(c).find_product(product); });
+    auto found =
+        database_.read([&](storage::Connection& c) { return storage::CatalogueRepository(c).find_product(product); });
     std::optional<std::int64_t> id;
     if (found) id = found->id;
     std::lock_guard lock(state_->lookup_mutex);
@@ -209,18 +210,17 @@ std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::chosen_snap
         for (const auto& [release_id, allow_rollback, snap] : channel.chosen)
             if (release_id == choice.release_id && allow_rollback == rollback) return snap;
     }
-    auto snap = load_snapshot(channel.product_id, channel.product, channel.channel,
-                              ReleaseChoice{choice.release_id, rollback});
+    auto snap =
+        load_snapshot(channel.product_id, channel.product, channel.channel, ReleaseChoice{choice.release_id, rollback});
     if (!snap->found) return channel_snapshot;  // the release went away meanwhile
     std::lock_guard lock(channel.chosen_mutex);
     if (channel.chosen.size() < kMaxChosen) channel.chosen.emplace_back(choice.release_id, rollback, snap);
     return snap;
 }
 
-std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::load_snapshot(std::int64_t product_id,
-                                                                                   std::string_view product,
-                                                                                   std::string_view channel,
-                                                                                   const std::optional<ReleaseChoice>& choice) {
+std::shared_ptr<const DeviceUpdates::ChannelSnapshot> DeviceUpdates::load_snapshot(
+    std::int64_t product_id, std::string_view product, std::string_view channel,
+    const std::optional<ReleaseChoice>& choice) {
     ++state_->catalogue_loads;
     auto snap = std::make_shared<ChannelSnapshot>();
     snap->product_id = product_id;
@@ -269,11 +269,11 @@ PollOutcome DeviceUpdates::poll(const PollRequest& request) {
         if (!snap->found) {
             std::string names;
             for (const auto& n : snap->channel_names) names += (names.empty() ? "" : ", ") + n;
-            throw DeviceUpdateError(DeviceUpdateError::Kind::not_found, "channel-not-found",
-                                    "product '" + request.product + "' has no channel '" + request.channel + "'" +
-                                        (names.empty() ? std::string("; it has no channels yet")
-                                                       : "; its channels: " + names),
-                                    {{"channels", snap->channel_names}});
+            throw DeviceUpdateError(
+                DeviceUpdateError::Kind::not_found, "channel-not-found",
+                "product '" + request.product + "' has no channel '" + request.channel + "'" +
+                    (names.empty() ? std::string("; it has no channels yet") : "; its channels: " + names),
+                {{"channels", snap->channel_names}});
         }
         // --- rollouts and pins (issue 11, docs/rollouts.md): the release this device is
         // answered with when it is not simply the channel's (a rollout's target, a pin).
@@ -281,25 +281,27 @@ PollOutcome DeviceUpdates::poll(const PollRequest& request) {
             if (auto choice = resolver_->resolve(request, snap->release.id, snap->allow_rollback))
                 snap = chosen_snapshot(snap, *choice);
         // --- end rollouts
-        UpdateDecision decision =
-            decide_update(request.device, ChannelRelease{snap->release.version, snap->allow_rollback}, snap->candidates);
+        UpdateDecision decision = decide_update(
+            request.device, ChannelRelease{snap->release.version, snap->allow_rollback}, snap->candidates);
         if (auto* bad = std::get_if<BadRequest>(&decision))
             throw DeviceUpdateError(DeviceUpdateError::Kind::bad_request, "invalid-parameter", bad->detail,
                                     {{"parameter", "slot"}});
         if (auto* none = std::get_if<NoUpdate>(&decision)) {
             if (none->reason == NoUpdateReason::missing_slot_artifact) warn_missing_artifact(request, *snap, *none);
             if (registry_) {
-                registry_->record_poll({request.device_id, request.product_id, std::string(to_string(request.device.chip)),
-                                        std::string(to_string(request.device.layout)), request.device.running_slot,
-                                        request.device.version, request.channel,
-                                        request.device.secure_version ? std::optional<std::int64_t>(*request.device.secure_version)
-                                                                      : std::nullopt,
-                                        address_without_port(request.remote_address), t},
-                                       std::nullopt);
+                registry_->record_poll(
+                    {request.device_id, request.product_id, std::string(to_string(request.device.chip)),
+                     std::string(to_string(request.device.layout)), request.device.running_slot, request.device.version,
+                     request.channel,
+                     request.device.secure_version ? std::optional<std::int64_t>(*request.device.secure_version)
+                                                   : std::nullopt,
+                     address_without_port(request.remote_address), t},
+                    std::nullopt);
             }
             PollOutcome out;
             out.no_update = std::move(*none);
-            out.poll_interval_s = options_.poll_interval_s + (options_.poll_jitter_s == 0 ? 0 : random() % (options_.poll_jitter_s + 1));
+            out.poll_interval_s =
+                options_.poll_interval_s + (options_.poll_jitter_s == 0 ? 0 : random() % (options_.poll_jitter_s + 1));
             return out;
         }
         offer = std::get<Offer>(decision);
@@ -324,13 +326,13 @@ PollOutcome DeviceUpdates::poll(const PollRequest& request) {
     auto manifest = manifest_for(*snap, row, offer->target_slot, base, interval, t);
 
     if (registry_) {
-        registry_->record_poll({request.device_id, request.product_id, std::string(to_string(request.device.chip)),
-                                std::string(to_string(request.device.layout)), request.device.running_slot,
-                                request.device.version, request.channel,
-                                request.device.secure_version ? std::optional<std::int64_t>(*request.device.secure_version)
-                                                              : std::nullopt,
-                                address_without_port(request.remote_address), t},
-                               snap->release.version);
+        registry_->record_poll(
+            {request.device_id, request.product_id, std::string(to_string(request.device.chip)),
+             std::string(to_string(request.device.layout)), request.device.running_slot, request.device.version,
+             request.channel,
+             request.device.secure_version ? std::optional<std::int64_t>(*request.device.secure_version) : std::nullopt,
+             address_without_port(request.remote_address), t},
+            snap->release.version);
     }
     PollOutcome out;
     out.manifest = std::move(manifest);

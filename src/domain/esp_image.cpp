@@ -214,26 +214,23 @@ struct IromCensus {
 // Reads `count` segments (header + data) at the cursor, XORing the data into
 // `checksum`. `label` names the segments in messages.
 std::optional<ImageError> read_segments(Cursor& cursor, unsigned count, bool require_aligned,
-                                        std::vector<SegmentInfo>& out, std::uint8_t& checksum,
-                                        IromCensus* census) {
+                                        std::vector<SegmentInfo>& out, std::uint8_t& checksum, IromCensus* census) {
     for (unsigned i = 0; i < count; ++i) {
         const std::uint64_t at = cursor.pos();
         if (cursor.remaining() < kSegmentHeaderSize)
             return error("truncated-segment", "segment " + std::to_string(i) + " header at offset " + hex(at) +
-                                                  " needs 8 bytes but only " +
-                                                  std::to_string(cursor.remaining()) + " remain");
+                                                  " needs 8 bytes but only " + std::to_string(cursor.remaining()) +
+                                                  " remain");
         unsigned char header[kSegmentHeaderSize];
         cursor.read(header);
         SegmentInfo seg{at, le32(header), le32(header + 4)};
         if (require_aligned && seg.length % 4 != 0)
-            return error("unaligned-segment", "segment " + std::to_string(i) + " at offset " + hex(at) +
-                                                  " declares " + std::to_string(seg.length) +
-                                                  " bytes, not a multiple of 4");
+            return error("unaligned-segment", "segment " + std::to_string(i) + " at offset " + hex(at) + " declares " +
+                                                  std::to_string(seg.length) + " bytes, not a multiple of 4");
         if (seg.length > cursor.remaining())
-            return error("truncated-segment", "segment " + std::to_string(i) + " at offset " + hex(at) +
-                                                  " declares " + std::to_string(seg.length) +
-                                                  " bytes but only " + std::to_string(cursor.remaining()) +
-                                                  " remain");
+            return error("truncated-segment", "segment " + std::to_string(i) + " at offset " + hex(at) + " declares " +
+                                                  std::to_string(seg.length) + " bytes but only " +
+                                                  std::to_string(cursor.remaining()) + " remain");
         std::uint8_t x = 0;
         cursor.stream(seg.length, [&](std::span<const unsigned char> chunk) {
             for (unsigned char b : chunk) x ^= b;
@@ -252,8 +249,7 @@ std::optional<ImageError> read_checksum_byte(Cursor& cursor, std::uint64_t& at, 
     at = end + (15 - end % 16);
     if (at >= cursor.size())
         return error("missing-checksum", "segments end at offset " + hex(end) + "; the checksum byte belongs at " +
-                                             hex(at) + " but the file is " + std::to_string(cursor.size()) +
-                                             " bytes");
+                                             hex(at) + " but the file is " + std::to_string(cursor.size()) + " bytes");
     cursor.skip(at - end);
     unsigned char byte = 0;
     cursor.read({&byte, 1});
@@ -308,8 +304,8 @@ InspectionResult parse_esp32(const ImageReader& reader) {
     info.format = ImageFormat::esp32;
     info.file_size = reader.size();
     if (reader.size() < kEsp32HeaderSize)
-        return error("truncated-header", "file is " + std::to_string(reader.size()) +
-                                             " bytes; an ESP32 image header needs 24");
+        return error("truncated-header",
+                     "file is " + std::to_string(reader.size()) + " bytes; an ESP32 image header needs 24");
     Cursor cursor(reader, /*with_sha=*/true, /*with_crc=*/false);
     unsigned char h[kEsp32HeaderSize];
     cursor.read(h);
@@ -347,9 +343,9 @@ InspectionResult parse_esp32(const ImageReader& reader) {
         std::array<std::uint8_t, 32> stored{};
         cursor.read(stored);
         if (stored != computed)
-            return error("bad-appended-hash", "appended SHA-256 at offset " + hex(at) + " is " +
-                                                  util::to_hex(stored) + " but bytes 0.." +
-                                                  hex(info.checksum_offset) + " hash to " + util::to_hex(computed));
+            return error("bad-appended-hash", "appended SHA-256 at offset " + hex(at) + " is " + util::to_hex(stored) +
+                                                  " but bytes 0.." + hex(info.checksum_offset) + " hash to " +
+                                                  util::to_hex(computed));
         info.appended_sha256 = stored;
     }
     info.content_end = cursor.pos();
@@ -396,8 +392,8 @@ InspectionResult parse_esp32(const ImageReader& reader) {
     unsigned char magic[4];
     const std::uint64_t desc_at = info.segments[0].header_offset + kSegmentHeaderSize;
     reader.read(desc_at, {reinterpret_cast<char*>(magic), sizeof magic});
-    return error("bad-app-desc", "esp_app_desc_t magic at offset " + hex(desc_at) + " is " + hex_padded(le32(magic), 8) +
-                                     ", expected 0xabcd5432 (not an app image?)");
+    return error("bad-app-desc", "esp_app_desc_t magic at offset " + hex(desc_at) + " is " +
+                                     hex_padded(le32(magic), 8) + ", expected 0xabcd5432 (not an app image?)");
 }
 
 // ---------------------------------------------------------- ESP8266 classic
@@ -496,15 +492,16 @@ InspectionResult parse_arduino_sketch(const ImageReader& reader, Cursor& cursor,
         }
     });
     if (bad_at)
-        return error("bad-padding", "eboot ends at offset " + hex(fill_from) + " and elf2bin fills the rest of the "
-                                    "first 4 KiB with 0xaa up to the sketch at 0x1000, but the byte at offset " +
+        return error("bad-padding", "eboot ends at offset " + hex(fill_from) +
+                                        " and elf2bin fills the rest of the "
+                                        "first 4 KiB with 0xaa up to the sketch at 0x1000, but the byte at offset " +
                                         hex(*bad_at) + " is " + hex_padded(bad_value, 2));
 
     unsigned char h[kEsp8266HeaderSize];
     cursor.read(h);
     if (h[0] != kImageMagic)
-        return error("bad-magic", "the sketch's header at offset 0x1000 starts with " + hex_padded(h[0], 2) +
-                                      ", expected 0xe9");
+        return error("bad-magic",
+                     "the sketch's header at offset 0x1000 starts with " + hex_padded(h[0], 2) + ", expected 0xe9");
     const unsigned count = h[1];
     if (count > kMaxSegments) return error("too-many-segments", too_many_segments(count, kArduinoAppOffset));
     info.entry_addr = le32(h + 4);
@@ -550,8 +547,8 @@ InspectionResult parse_arduino_sketch(const ImageReader& reader, Cursor& cursor,
         sketch.crc = crc_word;
         const std::uint32_t computed = arduino_file_crc(reader, length_word);
         if (computed != crc_word)
-            return error("bad-crc", "the Arduino CRC at offset 0x1014 is " + hex_padded(crc_word, 8) + " but bytes 0.." +
-                                        hex(length_word - 1) + " give " + hex_padded(computed, 8));
+            return error("bad-crc", "the Arduino CRC at offset 0x1014 is " + hex_padded(crc_word, 8) +
+                                        " but bytes 0.." + hex(length_word - 1) + " give " + hex_padded(computed, 8));
     }
     if (auto e = check_classic_end(reader, info, /*signature_allowed=*/true, options)) return *e;
     return info;
@@ -563,8 +560,8 @@ InspectionResult parse_esp8266_classic(const ImageReader& reader, const InspectO
     info.chip = Chip::esp8266;
     info.file_size = reader.size();
     if (reader.size() < kEsp8266HeaderSize)
-        return error("truncated-header", "file is " + std::to_string(reader.size()) +
-                                             " bytes; an ESP8266 image header needs 8");
+        return error("truncated-header",
+                     "file is " + std::to_string(reader.size()) + " bytes; an ESP8266 image header needs 8");
     Cursor cursor(reader, /*with_sha=*/true, /*with_crc=*/false);
     unsigned char h[kEsp8266HeaderSize];
     cursor.read(h);
@@ -611,12 +608,13 @@ InspectionResult parse_esp8266_classic(const ImageReader& reader, const InspectO
         char after = 0, at_app = 0;
         if (info.content_end < reader.size()) reader.read(info.content_end, {&after, 1});
         if (reader.size() > kArduinoAppOffset) reader.read(kArduinoAppOffset, {&at_app, 1});
-        if (info.content_end <= kArduinoAppOffset && (static_cast<std::uint8_t>(after) == kArduinoFill ||
-                                                      static_cast<std::uint8_t>(at_app) == kImageMagic)) {
+        if (info.content_end <= kArduinoAppOffset &&
+            (static_cast<std::uint8_t>(after) == kArduinoFill || static_cast<std::uint8_t>(at_app) == kImageMagic)) {
             if (reader.size() < kArduinoAppOffset + kEsp8266HeaderSize)
-                return error("truncated-header", "eboot is followed by elf2bin's 0xaa fill, so this is an Arduino "
-                                                 "sketch bin, but the file ends at offset " + hex(reader.size()) +
-                                                 ", before the sketch's header at 0x1000");
+                return error("truncated-header",
+                             "eboot is followed by elf2bin's 0xaa fill, so this is an Arduino "
+                             "sketch bin, but the file ends at offset " +
+                                 hex(reader.size()) + ", before the sketch's header at 0x1000");
             ArduinoSketch sketch;
             sketch.eboot_segments = std::move(info.segments);
             sketch.eboot_entry_addr = info.entry_addr;
@@ -661,8 +659,8 @@ InspectionResult parse_esp8266_classic(const ImageReader& reader, const InspectO
             cursor.skip(kShaSize);
         } else if (info.build == Esp8266Build::rtos_app || info.app_desc) {
             return error("bad-appended-hash", "ESP8266 RTOS SDK v3 image: SHA-256 at offset " + hex(hash_at) + " is " +
-                                                  util::to_hex(stored) + " but bytes 0.." +
-                                                  hex(info.checksum_offset) + " hash to " + util::to_hex(computed));
+                                                  util::to_hex(stored) + " but bytes 0.." + hex(info.checksum_offset) +
+                                                  " hash to " + util::to_hex(computed));
         }
     }
     info.content_end = cursor.pos();
@@ -694,7 +692,8 @@ InspectionResult parse_esp8266_v2(const ImageReader& reader) {
     unsigned char h[kEsp8266HeaderSize];
     cursor.read(h);
     if (h[0] != kV2Magic)
-        return error("bad-magic", "first byte is " + hex_padded(h[0], 2) + "; an ESP8266 FOTA V2 image starts with 0xea");
+        return error("bad-magic",
+                     "first byte is " + hex_padded(h[0], 2) + "; an ESP8266 FOTA V2 image starts with 0xea");
     info.v2_header_byte1 = h[1];
     info.v2_app_byte = h[3];
 
@@ -714,8 +713,8 @@ InspectionResult parse_esp8266_v2(const ImageReader& reader) {
     unsigned char h2[kEsp8266HeaderSize];
     cursor.read(h2);
     if (h2[0] != kImageMagic)
-        return error("bad-magic", "second header at offset " + hex(second_at) + " starts with " +
-                                      hex_padded(h2[0], 2) + ", expected 0xe9");
+        return error("bad-magic", "second header at offset " + hex(second_at) + " starts with " + hex_padded(h2[0], 2) +
+                                      ", expected 0xe9");
     const unsigned count = h2[1];
     if (count > kMaxSegments) return error("too-many-segments", too_many_segments(count, second_at));
     info.spi_mode = h2[2];
@@ -742,9 +741,10 @@ InspectionResult parse_esp8266_v2(const ImageReader& reader) {
     // before the CRC and check it ends a 16-byte block near the segments' end.
     const std::uint64_t end = cursor.pos();
     if (cursor.remaining() < 5)
-        return error("missing-checksum", "segments end at offset " + hex(end) + "; a checksum byte and a 4-byte CRC "
-                                             "must follow but only " + std::to_string(cursor.remaining()) +
-                                             " bytes remain");
+        return error("missing-checksum", "segments end at offset " + hex(end) +
+                                             "; a checksum byte and a 4-byte CRC "
+                                             "must follow but only " +
+                                             std::to_string(cursor.remaining()) + " bytes remain");
     const std::uint64_t at = cursor.size() - 5;
     if ((at + 1) % 16 != 0 || at - end > 16)
         return error("bad-padding", "checksum byte (5 bytes before the end) is at offset " + hex(at) +
@@ -765,9 +765,9 @@ InspectionResult parse_esp8266_v2(const ImageReader& reader) {
     cursor.read(crc_bytes);
     info.crc = le32(crc_bytes);
     if (info.crc != expected_crc)
-        return error("bad-crc", "CRC at offset " + hex(at + 1) + " is " + hex_padded(info.crc, 8) +
-                                    " but bytes 0.." + hex(at) + " give " + hex_padded(expected_crc, 8) +
-                                    " (CRC-32 " + hex_padded(computed_crc, 8) + ")");
+        return error("bad-crc", "CRC at offset " + hex(at + 1) + " is " + hex_padded(info.crc, 8) + " but bytes 0.." +
+                                    hex(at) + " give " + hex_padded(expected_crc, 8) + " (CRC-32 " +
+                                    hex_padded(computed_crc, 8) + ")");
 
     info.slot = info.v2_app_byte == 1 ? "user1" : info.v2_app_byte == 2 ? "user2" : "unknown";
     info.irom_pointers_user1 = census.user1;
@@ -803,14 +803,16 @@ std::string bootloader_detail(const ImageInfo& info) {
                (c.drom_start != c.irom_start ? ", " + hex_padded(c.drom_start, 8) + ".." + hex_padded(c.drom_end - 1, 8)
                                              : std::string()) +
                ") and there is no esp_app_desc_t: a second-stage bootloader (or another RAM-only program), which "
-               "esptool flashes at " + hex(c.bootloader_offset) + " on an " + chip_display_name(info.chip) +
+               "esptool flashes at " +
+               hex(c.bootloader_offset) + " on an " + chip_display_name(info.chip) +
                " and which is never an update. Upload the application (build/<project>.bin)";
     }
     const bool eboot = std::any_of(info.segments.begin(), info.segments.end(), [](const SegmentInfo& s) {
         return s.load_addr >= kEbootIramStart && s.load_addr < kEbootIramEnd;
     });
     return "file is " + describe_image(info) + ", not an application: its " + n + " segment(s) load into RAM (" +
-           segment_addresses(info.segments) + ") and none into flash-mapped code (0x40200000..0x402fffff), which "
+           segment_addresses(info.segments) +
+           ") and none into flash-mapped code (0x40200000..0x402fffff), which "
            "every ESP8266 application has. " +
            (eboot ? std::string("It is shaped like Arduino's eboot (IRAM at 0x4010f000) without the sketch that "
                                 "elf2bin puts at 0x1000 behind it; upload the sketch's whole .bin")
@@ -872,9 +874,8 @@ InspectionResult inspect(const ImageReader& reader, Chip declared, const Inspect
 
 void MemoryImageReader::read(std::uint64_t offset, std::span<char> out) const {
     if (offset > bytes_.size() || out.size() > bytes_.size() - offset)
-        throw std::out_of_range("read of " + std::to_string(out.size()) + " bytes at offset " +
-                                std::to_string(offset) + " beyond the " + std::to_string(bytes_.size()) +
-                                "-byte image");
+        throw std::out_of_range("read of " + std::to_string(out.size()) + " bytes at offset " + std::to_string(offset) +
+                                " beyond the " + std::to_string(bytes_.size()) + "-byte image");
     std::memcpy(out.data(), bytes_.data() + offset, out.size());
 }
 
@@ -924,9 +925,12 @@ std::optional<Chip> chip_for_esp_chip_id(std::uint16_t chip_id) noexcept {
 
 std::string_view to_string(ImageFormat format) noexcept {
     switch (format) {
-        case ImageFormat::esp32: return "esp32";
-        case ImageFormat::esp8266_classic: return "esp8266-classic";
-        case ImageFormat::esp8266_v2: return "esp8266-v2";
+        case ImageFormat::esp32:
+            return "esp32";
+        case ImageFormat::esp8266_classic:
+            return "esp8266-classic";
+        case ImageFormat::esp8266_v2:
+            return "esp8266-v2";
     }
     return "unknown";
 }
@@ -961,11 +965,16 @@ std::string_view to_string(ImageRole role) noexcept {
 
 std::string_view to_string(Esp8266Build build) noexcept {
     switch (build) {
-        case Esp8266Build::none: return "none";
-        case Esp8266Build::arduino: return "arduino";
-        case Esp8266Build::rtos_app: return "rtos-app";
-        case Esp8266Build::unknown_app: return "unknown-app";
-        case Esp8266Build::bootloader: return "bootloader";
+        case Esp8266Build::none:
+            return "none";
+        case Esp8266Build::arduino:
+            return "arduino";
+        case Esp8266Build::rtos_app:
+            return "rtos-app";
+        case Esp8266Build::unknown_app:
+            return "unknown-app";
+        case Esp8266Build::bootloader:
+            return "bootloader";
     }
     return "none";
 }
@@ -973,16 +982,26 @@ std::string_view to_string(Esp8266Build build) noexcept {
 std::string_view esp8266_flash_size_name(unsigned nibble) noexcept {
     // esptool esptool/targets/esp8266.py FLASH_SIZES.
     switch (nibble) {
-        case 0: return "512KB";
-        case 1: return "256KB";
-        case 2: return "1MB";
-        case 3: return "2MB";
-        case 4: return "4MB";
-        case 5: return "2MB-c1";
-        case 6: return "4MB-c1";
-        case 8: return "8MB";
-        case 9: return "16MB";
-        default: return "";
+        case 0:
+            return "512KB";
+        case 1:
+            return "256KB";
+        case 2:
+            return "1MB";
+        case 3:
+            return "2MB";
+        case 4:
+            return "4MB";
+        case 5:
+            return "2MB-c1";
+        case 6:
+            return "4MB-c1";
+        case 8:
+            return "8MB";
+        case 9:
+            return "16MB";
+        default:
+            return "";
     }
 }
 
@@ -993,10 +1012,14 @@ std::string describe_image(const ImageInfo& info) {
                hex_padded(info.chip_id, 4) + ")";
     if (info.format == ImageFormat::esp8266_v2) return "an ESP8266 NONOS FOTA user bin (0xea)";
     switch (info.build) {
-        case Esp8266Build::arduino: return "an ESP8266 Arduino sketch bin (eboot, then the sketch at 0x1000)";
-        case Esp8266Build::rtos_app: return "an ESP8266 RTOS SDK v3 app image";
-        case Esp8266Build::bootloader: return "an ESP8266 bootloader";
-        default: break;
+        case Esp8266Build::arduino:
+            return "an ESP8266 Arduino sketch bin (eboot, then the sketch at 0x1000)";
+        case Esp8266Build::rtos_app:
+            return "an ESP8266 RTOS SDK v3 app image";
+        case Esp8266Build::bootloader:
+            return "an ESP8266 bootloader";
+        default:
+            break;
     }
     if (!info.segments.empty() && info.segments[0].load_addr == kArduinoIrom)
         return "an ESP8266 Arduino sketch without its eboot (the sketch's irom0 at 0x40201010 belongs at flash "
@@ -1033,7 +1056,8 @@ std::optional<ImageError> check_declared(const ImageInfo& info, Chip chip, Layou
     if (is_nonos_layout(layout) && !v2)
         return error("layout-mismatch", "layout " + declared +
                                             " needs an ESP8266 NONOS FOTA user1/user2 bin (first byte 0xea), but the "
-                                            "file is " + describe_image(info));
+                                            "file is " +
+                                            describe_image(info));
     if (info.format == ImageFormat::esp8266_classic) {
         const auto implied = implied_layout(info);
         if (implied == layout) return std::nullopt;
@@ -1042,19 +1066,23 @@ std::optional<ImageError> check_declared(const ImageInfo& info, Chip chip, Layou
                                                 ", which layout single serves; layout " + declared +
                                                 " is for ESP8266 RTOS SDK v3 and ESP-IDF apps");
         if (implied == Layout::ota)
-            return error("layout-mismatch", "file is " + describe_image(info) +
-                                                ", which layout ota serves; layout " + declared +
+            return error("layout-mismatch", "file is " + describe_image(info) + ", which layout ota serves; layout " +
+                                                declared +
                                                 " on ESP8266 is for Arduino sketch bins (eboot at 0x0, the sketch at "
                                                 "0x1000)");
-        return error("layout-mismatch", "file is " + describe_image(info) + ", which no layout can serve: layout "
-                                        "single takes an Arduino sketch bin (eboot + sketch), layout ota an RTOS SDK "
-                                        "v3 app (flash-mapped segments first)");
+        return error("layout-mismatch",
+                     "file is " + describe_image(info) +
+                         ", which no layout can serve: layout "
+                         "single takes an Arduino sketch bin (eboot + sketch), layout ota an RTOS SDK "
+                         "v3 app (flash-mapped segments first)");
     }
     if (!v2) return std::nullopt;
 
     if (!is_nonos_layout(layout))
-        return error("layout-mismatch", "file is an ESP8266 NONOS FOTA user bin (0xea), which only the layouts "
-                                        "256+256, 512+512 and 1024+1024 serve; declared " + declared);
+        return error("layout-mismatch",
+                     "file is an ESP8266 NONOS FOTA user bin (0xea), which only the layouts "
+                     "256+256, 512+512 and 1024+1024 serve; declared " +
+                         declared);
     const std::string map = std::to_string(info.flash_size_map.value_or(0xFF));
     if (!info.flash_layout)
         return error("layout-mismatch", "image flash size map " + map + " has no FOTA layout; declared " + declared);
@@ -1063,13 +1091,14 @@ std::optional<ImageError> check_declared(const ImageInfo& info, Chip chip, Layou
                                             std::string(to_string(*info.flash_layout)) + "); declared " + declared);
 
     if ((info.slot == "user1" || info.slot == "user2") && info.slot != slot)
-        return error("slot-mismatch", "image header byte 3 marks a " + info.slot + " build; declared " +
-                                          std::string(slot));
+        return error("slot-mismatch",
+                     "image header byte 3 marks a " + info.slot + " build; declared " + std::string(slot));
     if ((info.link_slot == "user1" || info.link_slot == "user2") && info.link_slot != slot)
-        return error("slot-mismatch", "image code is linked for " + info.link_slot + " (" +
-                                          std::to_string(info.irom_pointers_user1) + " pointers into the user1 irom "
-                                          "window, " + std::to_string(info.irom_pointers_user2) +
-                                          " into user2); declared " + std::string(slot));
+        return error("slot-mismatch",
+                     "image code is linked for " + info.link_slot + " (" + std::to_string(info.irom_pointers_user1) +
+                         " pointers into the user1 irom "
+                         "window, " +
+                         std::to_string(info.irom_pointers_user2) + " into user2); declared " + std::string(slot));
     return std::nullopt;
 }
 
@@ -1143,12 +1172,14 @@ nlohmann::json ImageInfo::to_json() const {
                 eboot.push_back(
                     {{"offset", s.header_offset}, {"load_addr", hex_padded(s.load_addr, 8)}, {"length", s.length}});
             j["arduino"] = {
-                {"eboot", {{"entry_addr", hex_padded(arduino->eboot_entry_addr, 8)},
-                           {"segments", eboot},
-                           {"checksum_offset", arduino->eboot_checksum_offset}}},
+                {"eboot",
+                 {{"entry_addr", hex_padded(arduino->eboot_entry_addr, 8)},
+                  {"segments", eboot},
+                  {"checksum_offset", arduino->eboot_checksum_offset}}},
                 {"app_offset", arduino->app_offset},
-                {"crc", arduino->has_crc ? json({{"length", arduino->crc_length}, {"value", hex_padded(arduino->crc, 8)}})
-                                         : json(nullptr)},
+                {"crc", arduino->has_crc
+                            ? json({{"length", arduino->crc_length}, {"value", hex_padded(arduino->crc, 8)}})
+                            : json(nullptr)},
                 {"signature_bytes", arduino->signature_bytes},
             };
         }

@@ -7,8 +7,8 @@ namespace otad::domain {
 namespace {
 
 constexpr std::array kChips = {
-    Chip::esp8266, Chip::esp32,    Chip::esp32s2, Chip::esp32s3,  Chip::esp32c2,
-    Chip::esp32c3, Chip::esp32c5,  Chip::esp32c6, Chip::esp32c61, Chip::esp32h2,
+    Chip::esp8266,  Chip::esp32,   Chip::esp32s2, Chip::esp32s3,  Chip::esp32c2,
+    Chip::esp32c3,  Chip::esp32c5, Chip::esp32c6, Chip::esp32c61, Chip::esp32h2,
     Chip::esp32h21, Chip::esp32h4, Chip::esp32p4, Chip::esp32s31, Chip::generic,
 };
 
@@ -42,21 +42,36 @@ std::string join_names(const std::array<T, N>& values) {
 
 std::string_view to_string(Chip chip) noexcept {
     switch (chip) {
-        case Chip::esp8266: return "esp8266";
-        case Chip::esp32: return "esp32";
-        case Chip::esp32s2: return "esp32s2";
-        case Chip::esp32s3: return "esp32s3";
-        case Chip::esp32c2: return "esp32c2";
-        case Chip::esp32c3: return "esp32c3";
-        case Chip::esp32c5: return "esp32c5";
-        case Chip::esp32c6: return "esp32c6";
-        case Chip::esp32c61: return "esp32c61";
-        case Chip::esp32h2: return "esp32h2";
-        case Chip::esp32h21: return "esp32h21";
-        case Chip::esp32h4: return "esp32h4";
-        case Chip::esp32p4: return "esp32p4";
-        case Chip::esp32s31: return "esp32s31";
-        case Chip::generic: return "generic";
+        case Chip::esp8266:
+            return "esp8266";
+        case Chip::esp32:
+            return "esp32";
+        case Chip::esp32s2:
+            return "esp32s2";
+        case Chip::esp32s3:
+            return "esp32s3";
+        case Chip::esp32c2:
+            return "esp32c2";
+        case Chip::esp32c3:
+            return "esp32c3";
+        case Chip::esp32c5:
+            return "esp32c5";
+        case Chip::esp32c6:
+            return "esp32c6";
+        case Chip::esp32c61:
+            return "esp32c61";
+        case Chip::esp32h2:
+            return "esp32h2";
+        case Chip::esp32h21:
+            return "esp32h21";
+        case Chip::esp32h4:
+            return "esp32h4";
+        case Chip::esp32p4:
+            return "esp32p4";
+        case Chip::esp32s31:
+            return "esp32s31";
+        case Chip::generic:
+            return "generic";
     }
     return "unknown";
 }
@@ -76,11 +91,16 @@ bool is_esp32_family(Chip chip) noexcept { return chip != Chip::esp8266 && chip 
 
 std::string_view to_string(Layout layout) noexcept {
     switch (layout) {
-        case Layout::nonos_256_256: return "256+256";
-        case Layout::nonos_512_512: return "512+512";
-        case Layout::nonos_1024_1024: return "1024+1024";
-        case Layout::ota: return "ota";
-        case Layout::single: return "single";
+        case Layout::nonos_256_256:
+            return "256+256";
+        case Layout::nonos_512_512:
+            return "512+512";
+        case Layout::nonos_1024_1024:
+            return "1024+1024";
+        case Layout::ota:
+            return "ota";
+        case Layout::single:
+            return "single";
     }
     return "unknown";
 }
@@ -99,8 +119,7 @@ std::span<const Layout> all_layouts() noexcept { return kLayouts; }
 std::string valid_layout_names() { return join_names(kLayouts); }
 
 bool is_nonos_layout(Layout layout) noexcept {
-    return layout == Layout::nonos_256_256 || layout == Layout::nonos_512_512 ||
-           layout == Layout::nonos_1024_1024;
+    return layout == Layout::nonos_256_256 || layout == Layout::nonos_512_512 || layout == Layout::nonos_1024_1024;
 }
 
 std::vector<std::string> slots_for_layout(Layout layout) {
@@ -138,10 +157,19 @@ std::string valid_slot_names(Layout layout) {
 
 std::optional<Layout> layout_for_flash_map(unsigned flash_map) noexcept {
     switch (flash_map) {
-        case 0: return Layout::nonos_256_256;
-        case 2: case 3: case 4: return Layout::nonos_512_512;
-        case 5: case 6: case 8: case 9: return Layout::nonos_1024_1024;
-        default: return std::nullopt;
+        case 0:
+            return Layout::nonos_256_256;
+        case 2:
+        case 3:
+        case 4:
+            return Layout::nonos_512_512;
+        case 5:
+        case 6:
+        case 8:
+        case 9:
+            return Layout::nonos_1024_1024;
+        default:
+            return std::nullopt;
     }
 }
 

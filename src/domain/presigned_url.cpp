@@ -31,9 +31,12 @@ std::string presign(std::string_view secret, std::string_view path, std::int64_t
 
 std::string_view to_string(PresignCheck check) noexcept {
     switch (check) {
-        case PresignCheck::ok: return "ok";
-        case PresignCheck::expired: return "expired";
-        case PresignCheck::bad_signature: return "bad_signature";
+        case PresignCheck::ok:
+            return "ok";
+        case PresignCheck::expired:
+            return "expired";
+        case PresignCheck::bad_signature:
+            return "bad_signature";
     }
     return "unknown";
 }

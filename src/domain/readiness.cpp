@@ -15,9 +15,12 @@ constexpr std::string_view kProbeSetting = "readyz_probe";
 
 std::string failure_text(const storage::StorageError& e) {
     switch (e.kind()) {
-        case storage::StorageErrorKind::no_space: return "no space left on the device";
-        case storage::StorageErrorKind::busy: return "busy";
-        default: return "cannot write";
+        case storage::StorageErrorKind::no_space:
+            return "no space left on the device";
+        case storage::StorageErrorKind::busy:
+            return "busy";
+        default:
+            return "cannot write";
     }
 }
 
@@ -47,10 +50,12 @@ void Readiness::probe() {
         });
     } catch (const storage::StorageError& e) {
         report.database = {false, failure_text(e)};
-        if (was_ready) util::log_event(*log, spdlog::level::warn, "readiness: database write failed", {{"error", e.what()}});
+        if (was_ready)
+            util::log_event(*log, spdlog::level::warn, "readiness: database write failed", {{"error", e.what()}});
     } catch (const std::exception& e) {
         report.database = {false, "database unavailable"};
-        if (was_ready) util::log_event(*log, spdlog::level::warn, "readiness: database write failed", {{"error", e.what()}});
+        if (was_ready)
+            util::log_event(*log, spdlog::level::warn, "readiness: database write failed", {{"error", e.what()}});
     }
     try {
         blobs_.probe_write();
@@ -60,7 +65,8 @@ void Readiness::probe() {
             util::log_event(*log, spdlog::level::warn, "readiness: blob directory write failed", {{"error", e.what()}});
     }
     report.ready = report.database.ok && report.blob_dir.ok;
-    if (report.ready && probed_at_ && !last_.ready) util::log_event(*log, spdlog::level::info, "readiness: ready again", {});
+    if (report.ready && probed_at_ && !last_.ready)
+        util::log_event(*log, spdlog::level::info, "readiness: ready again", {});
     last_ = std::move(report);
     probed_at_ = std::chrono::steady_clock::now();
 }

@@ -60,14 +60,14 @@ json optional_time(const std::optional<std::int64_t>& t) { return t ? json(util:
 // Where a device of the rollout stands (the poll and the device view share it).
 // Computed on every poll of a rollout's channel: no allocation here.
 enum class Standing {
-    reverted,         // aborted with revert: base
-    stays_updated,    // aborted, already on the target: target
-    not_updated,      // aborted before it took the target: base
-    on_target,        // already runs the target: target
-    paused,           // base
-    outside_filter,   // base
-    outside_stage,    // base
-    inside_stage,     // target
+    reverted,        // aborted with revert: base
+    stays_updated,   // aborted, already on the target: target
+    not_updated,     // aborted before it took the target: base
+    on_target,       // already runs the target: target
+    paused,          // base
+    outside_filter,  // base
+    outside_stage,   // base
+    inside_stage,    // target
 };
 
 bool answers_target(Standing s) noexcept {
@@ -75,8 +75,8 @@ bool answers_target(Standing s) noexcept {
 }
 
 Standing standing(const storage::Rollout& r, const RolloutFilter& filter, std::uint32_t threshold,
-                  std::string_view device_id, std::string_view chip, std::string_view layout,
-                  std::string_view version, bool has_every_tag) {
+                  std::string_view device_id, std::string_view chip, std::string_view layout, std::string_view version,
+                  bool has_every_tag) {
     const bool on_target = !version.empty() && versions_equivalent(version, r.target_version);
     if (r.state == RolloutState::aborted)
         return r.revert ? Standing::reverted : on_target ? Standing::stays_updated : Standing::not_updated;
@@ -88,12 +88,18 @@ Standing standing(const storage::Rollout& r, const RolloutFilter& filter, std::u
 
 std::string describe(Standing s, std::uint32_t bucket, std::uint32_t threshold) {
     switch (s) {
-        case Standing::reverted: return "the rollout was aborted with revert: the base release is offered again";
-        case Standing::stays_updated: return "the rollout was aborted, but the device already runs the target: it stays";
-        case Standing::not_updated: return "the rollout was aborted before the device took the target";
-        case Standing::on_target: return "the device already runs the target";
-        case Standing::paused: return "the rollout is paused: no device takes the target now";
-        case Standing::outside_filter: return "the device is outside the rollout's filter";
+        case Standing::reverted:
+            return "the rollout was aborted with revert: the base release is offered again";
+        case Standing::stays_updated:
+            return "the rollout was aborted, but the device already runs the target: it stays";
+        case Standing::not_updated:
+            return "the rollout was aborted before the device took the target";
+        case Standing::on_target:
+            return "the device already runs the target";
+        case Standing::paused:
+            return "the rollout is paused: no device takes the target now";
+        case Standing::outside_filter:
+            return "the device is outside the rollout's filter";
         case Standing::outside_stage:
             return "bucket " + std::to_string(bucket) + " is outside the current stage (below " +
                    std::to_string(threshold) + " of 10000)";
@@ -132,16 +138,18 @@ std::vector<std::string> string_list(const json& value, const char* member) {
                            std::string("filter.") + member + " must be a string or a list of strings");
     }
     if (out.size() > 64)
-        throw RolloutError(Kind::invalid, "invalid-body", std::string("filter.") + member + " lists more than 64 values");
+        throw RolloutError(Kind::invalid, "invalid-body",
+                           std::string("filter.") + member + " lists more than 64 values");
     return out;
 }
 
 void check_tags(const std::vector<std::string>& tags) {
     for (const auto& t : tags)
         if (!is_valid_tag(t))
-            throw RolloutError(Kind::invalid, "invalid-tag",
-                               "tag " + shown(t) +
-                                   " is not valid: use 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit");
+            throw RolloutError(
+                Kind::invalid, "invalid-tag",
+                "tag " + shown(t) +
+                    " is not valid: use 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit");
 }
 
 storage::Product require_product(storage::Connection& c, std::string_view name) {
@@ -176,9 +184,9 @@ void put_member_isolated(storage::Connection& c, const std::optional<storage::Ro
     if (auto error = RolloutRepository(c).put_member_or_skip(before, next)) {
         static std::atomic<std::uint64_t> failures{0};
         if (failures++ % 1000 == 0)
-            util::log_event(*util::logger("rollouts"), spdlog::level::err, "rollout counters not updated",
-                            {{"rollout", std::to_string(next.rollout_id)}, {"device", next.device_id},
-                             {"error", *error}});
+            util::log_event(
+                *util::logger("rollouts"), spdlog::level::err, "rollout counters not updated",
+                {{"rollout", std::to_string(next.rollout_id)}, {"device", next.device_id}, {"error", *error}});
     }
 }
 
@@ -239,30 +247,33 @@ RolloutFilter RolloutFilter::from_json(const json& filter) {
             for (const auto& text : string_list(value, "chip")) {
                 auto chip = parse_chip(text);
                 if (!chip)
-                    throw RolloutError(Kind::invalid, "invalid-body",
-                                       "filter.chip " + shown(text) + " is not known; valid chips: " + valid_chip_names());
+                    throw RolloutError(
+                        Kind::invalid, "invalid-body",
+                        "filter.chip " + shown(text) + " is not known; valid chips: " + valid_chip_names());
                 out.chips.emplace_back(to_string(*chip));
             }
         } else if (key == "layout") {
             for (const auto& text : string_list(value, "layout")) {
                 auto layout = parse_layout(text);
                 if (!layout)
-                    throw RolloutError(Kind::invalid, "invalid-body",
-                                       "filter.layout " + shown(text) +
-                                           " is not known; valid layouts: " + valid_layout_names());
+                    throw RolloutError(
+                        Kind::invalid, "invalid-body",
+                        "filter.layout " + shown(text) + " is not known; valid layouts: " + valid_layout_names());
                 out.layouts.emplace_back(to_string(*layout));
             }
         } else if (key == "version") {
             out.versions = string_list(value, "version");
             for (const auto& v : out.versions)
                 if (!is_valid_version_text(v))
-                    throw RolloutError(Kind::invalid, "invalid-body", "filter.version " + shown(v) + " is not a version");
+                    throw RolloutError(Kind::invalid, "invalid-body",
+                                       "filter.version " + shown(v) + " is not a version");
         } else if (key == "tags") {
             out.tags = string_list(value, "tags");
             check_tags(out.tags);
         } else {
-            throw RolloutError(Kind::invalid, "invalid-body",
-                               "unknown filter member '" + key.substr(0, 64) + "'; allowed: chip, layout, version, tags");
+            throw RolloutError(
+                Kind::invalid, "invalid-body",
+                "unknown filter member '" + key.substr(0, 64) + "'; allowed: chip, layout, version, tags");
         }
     }
     auto unique = [](std::vector<std::string>& v) {
@@ -302,8 +313,10 @@ GateReading read_gate(const storage::Rollout& r) {
     }
     g.judged = g.offered > 0 && g.offered >= r.gate.min_devices;
     if (g.judged) {
-        if (g.failure_ratio > r.gate.max_failure_ratio) g.breach = "failure_ratio";
-        else if (g.rollback_ratio > r.gate.max_rollback_ratio) g.breach = "rollback_ratio";
+        if (g.failure_ratio > r.gate.max_failure_ratio)
+            g.breach = "failure_ratio";
+        else if (g.rollback_ratio > r.gate.max_rollback_ratio)
+            g.breach = "rollback_ratio";
         g.breached = !g.breach.empty();
     }
     return g;
@@ -336,8 +349,8 @@ std::vector<MissingArtifact> missing_slot_builds(std::span<const storage::Artifa
         for (const auto& [key, slots] : pairs(*base)) need[key].insert(slots.begin(), slots.end());
     std::vector<MissingArtifact> missing;
     for (const auto& [key, slots] : need) {
-        if (filter && ((!filter->chips.empty() && std::find(filter->chips.begin(), filter->chips.end(), key.first) ==
-                                                      filter->chips.end()) ||
+        if (filter && ((!filter->chips.empty() &&
+                        std::find(filter->chips.begin(), filter->chips.end(), key.first) == filter->chips.end()) ||
                        (!filter->layouts.empty() && std::find(filter->layouts.begin(), filter->layouts.end(),
                                                               key.second) == filter->layouts.end())))
             continue;
@@ -376,7 +389,8 @@ RolloutSpec parse_rollout_spec(const json& body, const RolloutOptions& options) 
     if (!body.is_object()) throw invalid("the request body must be a JSON object");
     for (const auto& [key, value] : body.items())
         if (key != "channel" && key != "version" && key != "stages" && key != "gate" && key != "filter")
-            throw invalid("unknown member '" + key.substr(0, 64) + "'; allowed: channel, version, stages, gate, filter");
+            throw invalid("unknown member '" + key.substr(0, 64) +
+                          "'; allowed: channel, version, stages, gate, filter");
     RolloutSpec spec;
     auto channel = body.find("channel");
     if (channel == body.end() || !channel->is_string()) throw invalid("channel (a string) is required");
@@ -390,8 +404,7 @@ RolloutSpec parse_rollout_spec(const json& body, const RolloutOptions& options) 
     auto stages = body.find("stages");
     if (stages == body.end() || !stages->is_array() || stages->empty())
         throw invalid("stages (a non-empty list of {\"percent\", \"hold_s\"}) is required");
-    if (stages->size() > options.max_stages)
-        throw invalid("at most " + std::to_string(options.max_stages) + " stages");
+    if (stages->size() > options.max_stages) throw invalid("at most " + std::to_string(options.max_stages) + " stages");
     std::int32_t previous = 0;
     for (std::size_t i = 0; i < stages->size(); ++i) {
         const json& stage = (*stages)[i];
@@ -433,11 +446,13 @@ RolloutSpec parse_rollout_spec(const json& body, const RolloutOptions& options) 
                 (key == "max_failure_ratio" ? spec.gate.max_failure_ratio : spec.gate.max_rollback_ratio) =
                     value.get<double>();
             } else if (key == "min_devices") {
-                if (!value.is_number_integer() || value.get<std::int64_t>() < 0 || value.get<std::int64_t>() > 1'000'000'000)
+                if (!value.is_number_integer() || value.get<std::int64_t>() < 0 ||
+                    value.get<std::int64_t>() > 1'000'000'000)
                     throw invalid("gate.min_devices must be a whole number from 0");
                 spec.gate.min_devices = value.get<std::int64_t>();
             } else if (key == "stale_after_s") {
-                if (!value.is_number_integer() || value.get<std::int64_t>() < 1 || value.get<std::int64_t>() > kMaxHoldSeconds)
+                if (!value.is_number_integer() || value.get<std::int64_t>() < 1 ||
+                    value.get<std::int64_t>() > kMaxHoldSeconds)
                     throw invalid("gate.stale_after_s must be a whole number of seconds from 1 to " +
                                   std::to_string(kMaxHoldSeconds));
                 spec.gate.stale_after_s = value.get<std::int64_t>();
@@ -534,7 +549,8 @@ std::shared_ptr<const Rollouts::ProductView> Rollouts::load_view(storage::Connec
             channel.filter.tags = {"-unreadable-filter-"};
         }
         if (!channel.filter.tags.empty())
-            for (auto& id : repo.devices_with_tags(product_id, channel.filter.tags)) channel.tagged.insert(std::move(id));
+            for (auto& id : repo.devices_with_tags(product_id, channel.filter.tags))
+                channel.tagged.insert(std::move(id));
         channel.threshold = current_threshold(r);
         std::string name = r.channel;
         channel.rollout = std::move(r);
@@ -643,10 +659,12 @@ void Rollouts::on_flush(storage::Connection& c, std::span<const DeviceActivity> 
             next.state = MemberState::offered;
         }
         if (next.offered_at) {
-            if (on_target) next.state = MemberState::installed;  // it runs the target, whatever it reported
+            if (on_target)
+                next.state = MemberState::installed;  // it runs the target, whatever it reported
             else if (a.rolled_back && versions_equivalent(*a.rolled_back, r.target_version))
                 next.state = MemberState::rolled_back;
-            else if (next.state == MemberState::silent) next.state = MemberState::offered;  // it came back
+            else if (next.state == MemberState::silent)
+                next.state = MemberState::offered;  // it came back
         }
         // updated_at: the last change, and for devices still waiting or downloading the
         // last contact too (the silence sweep reads it), refreshed at a resolution of a
@@ -677,10 +695,18 @@ void Rollouts::on_report(storage::Connection& c, const storage::Device& device, 
     switch (status) {
         case DeviceStatus::downloading:
         case DeviceStatus::downloaded:
-        case DeviceStatus::installing: next.state = MemberState::downloading; break;
-        case DeviceStatus::installed: next.state = MemberState::installed; break;
-        case DeviceStatus::failed: next.state = MemberState::failed; break;
-        case DeviceStatus::rolled_back: next.state = MemberState::rolled_back; break;
+        case DeviceStatus::installing:
+            next.state = MemberState::downloading;
+            break;
+        case DeviceStatus::installed:
+            next.state = MemberState::installed;
+            break;
+        case DeviceStatus::failed:
+            next.state = MemberState::failed;
+            break;
+        case DeviceStatus::rolled_back:
+            next.state = MemberState::rolled_back;
+            break;
     }
     next.updated_at = std::max(before->updated_at, at);
     if (next.state == before->state && next.updated_at == before->updated_at) return;
@@ -718,22 +744,24 @@ void Rollouts::tick_one(const storage::Rollout& listed, TickResult& result) {
     auto stale = database_.read(
         [&](storage::Connection& c) { return RolloutRepository(c).stale_members(listed.id, cutoff, kSilenceBatch); });
     if (!stale.empty()) {
-        std::size_t marked = database_.write([&](storage::Connection& c) {
-            RolloutRepository repo(c);
-            std::size_t n = 0;
-            for (const auto& m : stale) {
-                auto fresh = repo.member(m.rollout_id, m.device_id);  // may have moved since the read
-                if (!fresh || fresh->updated_at >= cutoff ||
-                    (fresh->state != MemberState::offered && fresh->state != MemberState::downloading))
-                    continue;
-                storage::RolloutMember next = *fresh;
-                next.state = MemberState::silent;
-                next.updated_at = t;
-                repo.put_member(fresh, next);
-                ++n;
-            }
-            return n;
-        }, storage::Durability::normal);
+        std::size_t marked = database_.write(
+            [&](storage::Connection& c) {
+                RolloutRepository repo(c);
+                std::size_t n = 0;
+                for (const auto& m : stale) {
+                    auto fresh = repo.member(m.rollout_id, m.device_id);  // may have moved since the read
+                    if (!fresh || fresh->updated_at >= cutoff ||
+                        (fresh->state != MemberState::offered && fresh->state != MemberState::downloading))
+                        continue;
+                    storage::RolloutMember next = *fresh;
+                    next.state = MemberState::silent;
+                    next.updated_at = t;
+                    repo.put_member(fresh, next);
+                    ++n;
+                }
+                return n;
+            },
+            storage::Durability::normal);
         result.silenced += marked;
     }
 
@@ -762,8 +790,11 @@ void Rollouts::tick_one(const storage::Rollout& listed, TickResult& result) {
         stage = r->current_stage;
         storage::AuditRepository audit(c);
         if (gate.breached) {
-            json detail = {{"reason", "gate"}, {"breach", gate.breach}, {"stage", r->current_stage},
-                           {"gate", gate.to_json(r->gate)}, {"totals", counters_json(r->totals())}};
+            json detail = {{"reason", "gate"},
+                           {"breach", gate.breach},
+                           {"stage", r->current_stage},
+                           {"gate", gate.to_json(r->gate)},
+                           {"totals", counters_json(r->totals())}};
             if (!repo.pause(r->id, "gate", detail.dump(), t)) return;
             audit.append("system", "rollout.pause", rollout_subject(product_name, r->id), detail.dump());
             did = Did::paused;
@@ -772,19 +803,21 @@ void Rollouts::tick_one(const storage::Rollout& listed, TickResult& result) {
             did = Did::completed;
         } else {
             if (!repo.advance(r->id, r->current_stage, t)) return;
-            audit.append("system", "rollout.advance", rollout_subject(product_name, r->id),
-                         json{{"from_stage", r->current_stage},
-                              {"to_stage", r->current_stage + 1},
-                              {"percent", percent_json(r->stages[static_cast<std::size_t>(r->current_stage) + 1].percent_bp)},
-                              {"reason", "hold passed"},
-                              {"gate", gate.to_json(r->gate)}}
-                             .dump());
+            audit.append(
+                "system", "rollout.advance", rollout_subject(product_name, r->id),
+                json{{"from_stage", r->current_stage},
+                     {"to_stage", r->current_stage + 1},
+                     {"percent", percent_json(r->stages[static_cast<std::size_t>(r->current_stage) + 1].percent_bp)},
+                     {"reason", "hold passed"},
+                     {"gate", gate.to_json(r->gate)}}
+                    .dump());
             did = Did::advanced;
         }
     });
     const std::string id = std::to_string(listed.id);
     switch (did) {
-        case Did::nothing: break;
+        case Did::nothing:
+            break;
         case Did::paused:
             ++result.paused;
             util::log_event(*log, spdlog::level::warn, "rollout paused by its health gate",
@@ -815,8 +848,8 @@ void Rollouts::tick_one(const storage::Rollout& listed, TickResult& result) {
 
 void Rollouts::complete_in(storage::Connection& c, const storage::Rollout& r, std::string_view actor, std::int64_t at) {
     if (!r.target_release_id)
-        throw RolloutError(Kind::conflict, "release-missing", "the target release of rollout " + std::to_string(r.id) +
-                                                                  " no longer exists");
+        throw RolloutError(Kind::conflict, "release-missing",
+                           "the target release of rollout " + std::to_string(r.id) + " no longer exists");
     RolloutRepository repo(c);
     storage::CatalogueRepository catalogue(c);
     if (!repo.finish(r.id, RolloutState::completed, false, at))
@@ -827,7 +860,9 @@ void Rollouts::complete_in(storage::Connection& c, const storage::Rollout& r, st
     const std::string name = product ? product->name : std::to_string(r.product_id);
     storage::AuditRepository audit(c);
     audit.append(actor, "rollout.complete", rollout_subject(name, r.id),
-                 json{{"channel", r.channel}, {"version", r.target_version}, {"previous_version", r.base_version},
+                 json{{"channel", r.channel},
+                      {"version", r.target_version},
+                      {"previous_version", r.base_version},
                       {"totals", counters_json(r.totals())}}
                      .dump());
     audit.append(actor, "channel.set", "product/" + name + "/channel/" + r.channel,
@@ -862,7 +897,8 @@ storage::Rollout Rollouts::create(std::string_view product_name, const RolloutSp
                                "channel " + shown(spec.channel) + " already has rollout " + std::to_string(active->id) +
                                    " (" + std::string(storage::to_string(active->state)) + ", to " +
                                    active->target_version + "); abort it or let it complete first",
-                               {{"rollout", active->id}, {"state", storage::to_string(active->state)},
+                               {{"rollout", active->id},
+                                {"state", storage::to_string(active->state)},
                                 {"version", active->target_version}});
         if (target->id == base->id || versions_equivalent(target->version, base->version))
             throw RolloutError(Kind::conflict, "same-release",
@@ -893,7 +929,8 @@ storage::Rollout Rollouts::create(std::string_view product_name, const RolloutSp
         storage::Rollout r = repo.create(n);
         json stages = json::array();
         for (const auto& s : r.stages)
-            stages.push_back({{"percent", percent_json(s.percent_bp)}, {"hold_s", s.hold_s ? json(*s.hold_s) : json(nullptr)}});
+            stages.push_back(
+                {{"percent", percent_json(s.percent_bp)}, {"hold_s", s.hold_s ? json(*s.hold_s) : json(nullptr)}});
         storage::AuditRepository(c).append(actor, "rollout.create", rollout_subject(product.name, r.id),
                                            json{{"channel", r.channel},
                                                 {"base_version", r.base_version},
@@ -1028,11 +1065,9 @@ storage::Rollout Rollouts::abort(std::string_view product_name, std::int64_t id,
         }
         RolloutRepository repo(c);
         repo.finish(r.id, RolloutState::aborted, revert, t);
-        storage::AuditRepository(c).append(actor, "rollout.abort", rollout_subject(product.name, r.id),
-                                           json{{"revert", revert},
-                                                {"stage", r.current_stage},
-                                                {"totals", counters_json(r.totals())}}
-                                               .dump());
+        storage::AuditRepository(c).append(
+            actor, "rollout.abort", rollout_subject(product.name, r.id),
+            json{{"revert", revert}, {"stage", r.current_stage}, {"totals", counters_json(r.totals())}}.dump());
         return *repo.get(r.id);
     });
     changed();
@@ -1062,7 +1097,8 @@ json Rollouts::to_json(const storage::Rollout& r, std::string_view product) cons
                  {"at", optional_time(r.paused_at)},
                  {"detail", detail.is_discarded() ? json::object() : detail}};
     }
-    const auto& current = r.stages.empty() ? storage::RolloutStage{} : r.stages.at(static_cast<std::size_t>(r.current_stage));
+    const auto& current =
+        r.stages.empty() ? storage::RolloutStage{} : r.stages.at(static_cast<std::size_t>(r.current_stage));
     return {{"id", r.id},
             {"product", product},
             {"channel", r.channel},
@@ -1096,7 +1132,8 @@ std::vector<std::string> Rollouts::set_tags(std::string_view device_id, std::vec
     database_.write([&](storage::Connection& c) {
         require_device(c, device_id);
         RolloutRepository(c).set_tags(device_id, tags);
-        storage::AuditRepository(c).append(actor, "device.tags", device_subject(device_id), json{{"tags", tags}}.dump());
+        storage::AuditRepository(c).append(actor, "device.tags", device_subject(device_id),
+                                           json{{"tags", tags}}.dump());
     });
     changed();
     return tags;
@@ -1107,11 +1144,11 @@ std::int64_t Rollouts::change_tags(std::string_view product_name, storage::Devic
                                    std::string_view actor) {
     check_tags(add);
     check_tags(remove);
-    if (add.empty() && remove.empty())
-        throw RolloutError(Kind::invalid, "invalid-body", "name tags to add or remove");
+    if (add.empty() && remove.empty()) throw RolloutError(Kind::invalid, "invalid-body", "name tags to add or remove");
     if (selection.chip) {
         auto chip = parse_chip(*selection.chip);
-        if (!chip) throw RolloutError(Kind::invalid, "invalid-body", "chip " + shown(*selection.chip) + " is not known");
+        if (!chip)
+            throw RolloutError(Kind::invalid, "invalid-body", "chip " + shown(*selection.chip) + " is not known");
         selection.chip = std::string(to_string(*chip));
     }
     if (selection.layout) {
@@ -1150,7 +1187,8 @@ storage::DeviceOverride Rollouts::pin(std::string_view device_id, std::string_vi
         storage::Device device = require_device(c, device_id);
         storage::CatalogueRepository catalogue(c);
         auto product = catalogue.get_product(device.product_id);
-        auto release = is_valid_version_text(version) ? catalogue.find_release(device.product_id, version) : std::nullopt;
+        auto release =
+            is_valid_version_text(version) ? catalogue.find_release(device.product_id, version) : std::nullopt;
         if (!release)
             throw RolloutError(Kind::not_found, "release-not-found",
                                "product " + shown(product ? product->name : "?") + " of device " + shown(device_id) +
@@ -1158,8 +1196,14 @@ storage::DeviceOverride Rollouts::pin(std::string_view device_id, std::string_vi
         if (catalogue.list_artifacts(release->id).empty())
             throw RolloutError(Kind::unprocessable, "release-empty",
                                "release " + shown(version) + " has no artifacts; upload them before pinning to it");
-        storage::DeviceOverride o{std::string(device_id), device.product_id, storage::OverrideKind::pin, release->id,
-                                  release->version,       std::string(reason), now(), std::string(actor)};
+        storage::DeviceOverride o{std::string(device_id),
+                                  device.product_id,
+                                  storage::OverrideKind::pin,
+                                  release->id,
+                                  release->version,
+                                  std::string(reason),
+                                  now(),
+                                  std::string(actor)};
         RolloutRepository(c).set_override(o);
         storage::AuditRepository(c).append(actor, "device.pin", device_subject(device_id),
                                            json{{"version", release->version}, {"reason", reason}}.dump());
@@ -1173,9 +1217,14 @@ storage::DeviceOverride Rollouts::exclude(std::string_view device_id, std::strin
     if (reason.size() > 256) throw RolloutError(Kind::invalid, "invalid-body", "reason must be at most 256 bytes");
     auto o = database_.write([&](storage::Connection& c) {
         storage::Device device = require_device(c, device_id);
-        storage::DeviceOverride o{std::string(device_id), device.product_id, storage::OverrideKind::exclude,
-                                  std::nullopt,           "",                std::string(reason),
-                                  now(),                  std::string(actor)};
+        storage::DeviceOverride o{std::string(device_id),
+                                  device.product_id,
+                                  storage::OverrideKind::exclude,
+                                  std::nullopt,
+                                  "",
+                                  std::string(reason),
+                                  now(),
+                                  std::string(actor)};
         RolloutRepository(c).set_override(o);
         storage::AuditRepository(c).append(actor, "device.exclude", device_subject(device_id),
                                            json{{"reason", reason}}.dump());
@@ -1194,10 +1243,9 @@ void Rollouts::clear_override(std::string_view device_id, std::string_view actor
             throw RolloutError(Kind::not_found, "override-not-found",
                                "device " + shown(device_id) + " is neither pinned nor excluded");
         repo.clear_override(device_id);
-        storage::AuditRepository(c).append(actor, "device.override.clear", device_subject(device_id),
-                                           json{{"kind", storage::to_string(before->kind)},
-                                                {"version", before->version}}
-                                               .dump());
+        storage::AuditRepository(c).append(
+            actor, "device.override.clear", device_subject(device_id),
+            json{{"kind", storage::to_string(before->kind)}, {"version", before->version}}.dump());
     });
     changed();
 }
@@ -1211,12 +1259,13 @@ json Rollouts::device_view(std::string_view device_id) {
         const auto override_row = repo.get_override(device_id);
         json out = {{"tags", tags}, {"override", nullptr}};
         if (override_row)
-            out["override"] = {{"kind", storage::to_string(override_row->kind)},
-                               {"version", override_row->kind == storage::OverrideKind::pin ? json(override_row->version)
-                                                                                             : json(nullptr)},
-                               {"reason", override_row->reason},
-                               {"created_by", override_row->created_by},
-                               {"created_at", util::rfc3339(override_row->created_at)}};
+            out["override"] = {
+                {"kind", storage::to_string(override_row->kind)},
+                {"version",
+                 override_row->kind == storage::OverrideKind::pin ? json(override_row->version) : json(nullptr)},
+                {"reason", override_row->reason},
+                {"created_by", override_row->created_by},
+                {"created_at", util::rfc3339(override_row->created_at)}};
 
         auto channel = catalogue.get_channel(device.product_id, device.channel);
         std::optional<storage::Release> channel_release;
@@ -1242,8 +1291,7 @@ json Rollouts::device_view(std::string_view device_id) {
             RolloutFilter filter;
             try {
                 filter = RolloutFilter::from_json(json::parse(r.filter_json));
-            } catch (const std::exception&) {
-            }
+            } catch (const std::exception&) {}
             const bool tagged = filter.tags.empty() || has_every_tag(tags, filter.tags);
             const std::uint32_t threshold = current_threshold(r);
             const Standing s =

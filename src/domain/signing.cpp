@@ -117,8 +117,10 @@ std::string_view trim_ows(std::string_view s) noexcept {
 
 std::string_view to_string(SignatureAlgorithm alg) noexcept {
     switch (alg) {
-        case SignatureAlgorithm::es256: return "es256";
-        case SignatureAlgorithm::ed25519: return "ed25519";
+        case SignatureAlgorithm::es256:
+            return "es256";
+        case SignatureAlgorithm::ed25519:
+            return "ed25519";
     }
     return "unknown";
 }

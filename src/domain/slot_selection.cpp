@@ -8,7 +8,6 @@
 namespace otad::domain {
 namespace {
 
-
 // "ota_<k>" with k a decimal 0..15 without leading zeros; nullopt otherwise.
 std::optional<int> ota_index(std::string_view slot) {
     constexpr std::string_view prefix = "ota_";
@@ -61,13 +60,18 @@ std::vector<const CandidateArtifact*> slot_fitting(Layout layout, std::string_vi
                 if (slot == target) tiers[0].push_back(a);
                 break;
             case Layout::nonos_1024_1024:
-                if (slot == target) tiers[0].push_back(a);
-                else if (slot.empty()) tiers[1].push_back(a);
-                else if (slot == "user1" || slot == "user2") tiers[2].push_back(a);
+                if (slot == target)
+                    tiers[0].push_back(a);
+                else if (slot.empty())
+                    tiers[1].push_back(a);
+                else if (slot == "user1" || slot == "user2")
+                    tiers[2].push_back(a);
                 break;
             case Layout::ota:
-                if (slot.empty() || slot == target) tiers[0].push_back(a);
-                else if (ota_index(slot)) tiers[1].push_back(a);
+                if (slot.empty() || slot == target)
+                    tiers[0].push_back(a);
+                else if (ota_index(slot))
+                    tiers[1].push_back(a);
                 break;
             case Layout::single:
                 tiers[0].push_back(a);
@@ -83,12 +87,18 @@ std::vector<const CandidateArtifact*> slot_fitting(Layout layout, std::string_vi
 
 std::string_view to_string(NoUpdateReason reason) noexcept {
     switch (reason) {
-        case NoUpdateReason::up_to_date: return "up_to_date";
-        case NoUpdateReason::older_release: return "older_release";
-        case NoUpdateReason::no_artifact: return "no_artifact";
-        case NoUpdateReason::missing_slot_artifact: return "missing_slot_artifact";
-        case NoUpdateReason::secure_version_too_low: return "secure_version_too_low";
-        case NoUpdateReason::no_target_slot: return "no_target_slot";
+        case NoUpdateReason::up_to_date:
+            return "up_to_date";
+        case NoUpdateReason::older_release:
+            return "older_release";
+        case NoUpdateReason::no_artifact:
+            return "no_artifact";
+        case NoUpdateReason::missing_slot_artifact:
+            return "missing_slot_artifact";
+        case NoUpdateReason::secure_version_too_low:
+            return "secure_version_too_low";
+        case NoUpdateReason::no_target_slot:
+            return "no_target_slot";
     }
     return "unknown";
 }
@@ -130,21 +140,22 @@ UpdateDecision decide_update(const DeviceState& device, const ChannelRelease& re
 
     if (device.layout == Layout::ota && target == util::to_lower(device.running_slot))
         return NoUpdate{NoUpdateReason::no_target_slot,
-                        "device " + device_text + " has a single OTA slot and runs from it; it must boot factory "
-                        "to update"};
+                        "device " + device_text +
+                            " has a single OTA slot and runs from it; it must boot factory "
+                            "to update"};
 
     if (!device.version.empty()) {
         const int order = compare_versions(release.version, device.version);
         if (order == 0)
-            return NoUpdate{NoUpdateReason::up_to_date, "device runs " + device.version + ", the channel offers " +
-                                                            release.version};
+            return NoUpdate{NoUpdateReason::up_to_date,
+                            "device runs " + device.version + ", the channel offers " + release.version};
         // A device may report the app version its image carries instead of the
         // release version it was uploaded as; the two need not order alike.
         for (const CandidateArtifact& a : candidates)
             if (a.chip == device.chip && !a.app_version.empty() && a.app_version == device.version)
-                return NoUpdate{NoUpdateReason::up_to_date,
-                                "device runs " + device.version + ", the app version in release " + release.version +
-                                    "'s image, which the channel offers"};
+                return NoUpdate{NoUpdateReason::up_to_date, "device runs " + device.version +
+                                                                ", the app version in release " + release.version +
+                                                                "'s image, which the channel offers"};
         if (order < 0 && !release.allow_rollback)
             return NoUpdate{NoUpdateReason::older_release, "device runs " + device.version +
                                                                ", newer than the channel's " + release.version +
@@ -156,8 +167,7 @@ UpdateDecision decide_update(const DeviceState& device, const ChannelRelease& re
         if (a.chip == device.chip && a.layout == device.layout) matching.push_back(&a);
     const std::string for_whom = std::string(to_string(device.chip)) + " " + std::string(to_string(device.layout));
     if (matching.empty())
-        return NoUpdate{NoUpdateReason::no_artifact,
-                        "release " + release.version + " has no artifact for " + for_whom};
+        return NoUpdate{NoUpdateReason::no_artifact, "release " + release.version + " has no artifact for " + for_whom};
 
     const auto fitting = slot_fitting(device.layout, target, matching);
     if (fitting.empty()) {

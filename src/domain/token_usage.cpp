@@ -10,8 +10,8 @@
 
 namespace otad::domain {
 
-TokenUsage::TokenUsage(storage::Database& database, std::chrono::milliseconds flush_interval,
-                       std::int64_t resolution_s, Clock clock)
+TokenUsage::TokenUsage(storage::Database& database, std::chrono::milliseconds flush_interval, std::int64_t resolution_s,
+                       Clock clock)
     : database_(database),
       resolution_s_(resolution_s),
       clock_(std::move(clock)),

@@ -72,9 +72,12 @@ int compare_runs(std::string_view a, std::string_view b) noexcept {
         while (j_end < b.size() && is_digit(b[j_end]) == b_digit) ++j_end;
         const std::string_view run_a = a.substr(i, i_end - i), run_b = b.substr(j, j_end - j);
         int c;
-        if (a_digit && b_digit) c = compare_numeric(run_a, run_b);
-        else if (a_digit != b_digit) c = a_digit ? -1 : 1;
-        else c = sign(run_a.compare(run_b));
+        if (a_digit && b_digit)
+            c = compare_numeric(run_a, run_b);
+        else if (a_digit != b_digit)
+            c = a_digit ? -1 : 1;
+        else
+            c = sign(run_a.compare(run_b));
         if (c != 0) return c;
         i = i_end;
         j = j_end;

@@ -10,7 +10,7 @@ namespace otad::net {
 
 bool is_secret_query_name(std::string_view decoded_name) noexcept {
     static constexpr std::array<std::string_view, 5> secret_names = {"key", "token", "sig", "signature",
-                                                                      "access_token"};
+                                                                     "access_token"};
     for (auto name : secret_names)
         if (api::iequals(decoded_name, name)) return true;
     return false;

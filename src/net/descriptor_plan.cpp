@@ -25,8 +25,8 @@ DescriptorPlan plan_descriptors(std::uint64_t open_file_limit, std::uint32_t con
     DescriptorPlan plan;
     plan.mapped_files = std::clamp<std::uint64_t>(open_file_limit / 8, kMinMappedFiles, kMaxMappedFiles);
     plan.reserved = fixed_reserve(io_threads, worker_threads) + plan.mapped_files;
-    const std::uint64_t left =
-        open_file_limit > plan.reserved ? open_file_limit - plan.reserved : std::max<std::uint64_t>(1, open_file_limit / 4);
+    const std::uint64_t left = open_file_limit > plan.reserved ? open_file_limit - plan.reserved
+                                                               : std::max<std::uint64_t>(1, open_file_limit / 4);
     if (configured_max_connections == 0) {
         plan.derived = true;
         plan.max_connections = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(left, 1, kMaxDerivedConnections));

@@ -32,9 +32,12 @@ Target parse_url(const std::string& url) {
     if (!parsed) throw ClientError("not an absolute URL: '" + url + "'");
     Target t;
     std::string scheme(parsed->scheme());
-    if (scheme == "https") t.tls = true;
-    else if (scheme == "http") t.tls = false;
-    else throw ClientError("URL must start with http:// or https://: '" + url + "'");
+    if (scheme == "https")
+        t.tls = true;
+    else if (scheme == "http")
+        t.tls = false;
+    else
+        throw ClientError("URL must start with http:// or https://: '" + url + "'");
     t.host = std::string(parsed->host_address());
     if (t.host.empty()) throw ClientError("URL has no host: '" + url + "'");
     t.port = parsed->has_port() ? std::string(parsed->port()) : (t.tls ? "443" : "80");
@@ -128,8 +131,10 @@ ClientResponse http_request(const ClientRequest& request, const ClientOptions& o
             ctx.set_verify_mode(asio::ssl::verify_none);
         } else {
             ctx.set_verify_mode(asio::ssl::verify_peer);
-            if (!options.ca_file.empty()) ctx.load_verify_file(options.ca_file.string());
-            else ctx.set_default_verify_paths();
+            if (!options.ca_file.empty())
+                ctx.load_verify_file(options.ca_file.string());
+            else
+                ctx.set_default_verify_paths();
         }
         beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
         if (!options.insecure) {

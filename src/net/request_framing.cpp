@@ -61,8 +61,8 @@ std::chrono::steady_clock::time_point streamed_read_deadline(std::chrono::steady
     if (min_rate == 0) return wait_for_bytes;
     // Each byte received earns 1/min_rate s beyond the grace of body_timeout.
     // Computed in ms; a body of up to 2^53 bytes cannot overflow.
-    const auto earned = std::chrono::milliseconds(static_cast<std::int64_t>(received / min_rate * 1000 +
-                                                                            received % min_rate * 1000 / min_rate));
+    const auto earned = std::chrono::milliseconds(
+        static_cast<std::int64_t>(received / min_rate * 1000 + received % min_rate * 1000 / min_rate));
     return std::min(wait_for_bytes, started + body_timeout + earned);
 }
 

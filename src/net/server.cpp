@@ -67,9 +67,9 @@ void ServerCore::unregister_connection(std::uint64_t id) {
 
 void ServerCore::note_refused_connection() {
     refused_since_log_.fetch_add(1);
-    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::steady_clock::now().time_since_epoch())
-                   .count();
+    auto now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
     auto last = last_refusal_log_ms_.load();
     if (now - last < 1000 || !last_refusal_log_ms_.compare_exchange_strong(last, now)) return;
     util::log_event(log, spdlog::level::warn, "connection_refused",
@@ -252,7 +252,7 @@ struct Server::Impl {
     std::optional<asio::signal_set> signals;
     std::optional<asio::steady_timer> shutdown_deadline;
     std::optional<asio::steady_timer> idle_sweep;  // closes parked connections past idle_timeout
-    bool shutting_down = false;  // on the io_context only
+    bool shutting_down = false;                    // on the io_context only
     bool running = false;
 };
 
@@ -276,8 +276,8 @@ std::vector<ListenerInfo> Server::Impl::bind() {
             auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port),
                                             tcp::resolver::passive | tcp::resolver::numeric_service, ec);
             if (ec || results.empty())
-                throw std::runtime_error(std::string("cannot resolve ") + scheme + " listen address '" +
-                                         endpoint.host + "': " + (ec ? ec.message() : "no address"));
+                throw std::runtime_error(std::string("cannot resolve ") + scheme + " listen address '" + endpoint.host +
+                                         "': " + (ec ? ec.message() : "no address"));
             local = results.begin()->endpoint();
         }
         auto listener = std::make_unique<Listener>(ioc);
@@ -318,14 +318,14 @@ asio::awaitable<void> Server::Impl::accept_loop(Listener& listener) {
     // A pause: accept() failing (out of descriptors or memory) since `paused_since`.
     std::optional<Clock::time_point> paused_since;
     Clock::time_point last_report;
-    std::uint64_t failures = 0;         // in this pause
+    std::uint64_t failures = 0;  // in this pause
     std::uint64_t failures_reported = 0;
     asio::steady_timer backoff(ioc);
     for (;;) {
         // Connections are dealt to the I/O threads' contexts in turn.
         auto& context = *connection_contexts[next_context++ % connection_contexts.size()];
-        auto [ec, socket] = co_await listener.acceptor.async_accept(context.get_executor(),
-                                                                    asio::as_tuple(asio::use_awaitable));
+        auto [ec, socket] =
+            co_await listener.acceptor.async_accept(context.get_executor(), asio::as_tuple(asio::use_awaitable));
         if (ec) {
             if (ec == asio::error::operation_aborted || !listener.acceptor.is_open()) co_return;
             if (is_aborted_connection(ec)) continue;
@@ -425,7 +425,7 @@ void Server::Impl::log_certificate(std::string_view event, std::string_view reas
     auto info = detail::describe_certificate(tls->native_handle());
     const std::int64_t seconds_left = info.not_after - util::unix_now();
     const std::int64_t days_left = seconds_left / 86'400;
-    const auto level = seconds_left <= 0                           ? spdlog::level::err
+    const auto level = seconds_left <= 0                      ? spdlog::level::err
                        : days_left < certificate_warning_days ? spdlog::level::warn
                                                               : spdlog::level::info;
     util::log_event(*log, level, event,
@@ -504,8 +504,7 @@ void Server::run() {
     if (impl.running) throw std::logic_error("Server::run() called twice");
     impl.running = true;
     impl.bind();
-    for (auto& listener : impl.listeners)
-        asio::co_spawn(impl.ioc, impl.accept_loop(*listener), asio::detached);
+    for (auto& listener : impl.listeners) asio::co_spawn(impl.ioc, impl.accept_loop(*listener), asio::detached);
     impl.schedule_idle_sweep();
     impl.install_signal_handlers();
     std::vector<std::thread> threads;

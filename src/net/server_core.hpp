@@ -46,9 +46,8 @@ inline std::int64_t steady_now_ms() noexcept {
 
 class ServerCore {
 public:
-    ServerCore(const ServerOptions& options, const api::Router& router, spdlog::logger& access_log,
-               spdlog::logger& log, asio::thread_pool::executor_type workers,
-               asio::thread_pool::executor_type uploads)
+    ServerCore(const ServerOptions& options, const api::Router& router, spdlog::logger& access_log, spdlog::logger& log,
+               asio::thread_pool::executor_type workers, asio::thread_pool::executor_type uploads)
         : options(options),
           router(router),
           access_log(access_log),

@@ -91,11 +91,11 @@ constexpr std::size_t initial_read_size = 1024;
 
 // The peer went away or a deadline passed: nothing to answer, just close.
 bool is_disconnect(const error_code& ec) {
-    return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
-           ec == asio::error::connection_reset || ec == asio::error::connection_aborted ||
-           ec == asio::error::broken_pipe || ec == asio::error::operation_aborted ||
-           ec == asio::error::not_connected || ec == asio::error::bad_descriptor || ec == beast::error::timeout ||
-           ec == http::error::end_of_stream || ec == http::error::partial_message;
+    return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated || ec == asio::error::connection_reset ||
+           ec == asio::error::connection_aborted || ec == asio::error::broken_pipe ||
+           ec == asio::error::operation_aborted || ec == asio::error::not_connected ||
+           ec == asio::error::bad_descriptor || ec == beast::error::timeout || ec == http::error::end_of_stream ||
+           ec == http::error::partial_message;
 }
 
 // The io_context behind a connection's executor (Server binds every socket to one).
@@ -144,12 +144,18 @@ std::string_view current_http_date() {
 // Framing is net's job; handlers never set these.
 bool is_net_owned_header(std::string_view name) {
     switch (name.size()) {  // compare only with the names of the same length
-        case 4: return api::iequals(name, "Date");
-        case 6: return api::iequals(name, "Server");
-        case 10: return api::iequals(name, "Connection") || api::iequals(name, "Keep-Alive");
-        case 14: return api::iequals(name, "Content-Length");
-        case 17: return api::iequals(name, "Transfer-Encoding");
-        default: return false;
+        case 4:
+            return api::iequals(name, "Date");
+        case 6:
+            return api::iequals(name, "Server");
+        case 10:
+            return api::iequals(name, "Connection") || api::iequals(name, "Keep-Alive");
+        case 14:
+            return api::iequals(name, "Content-Length");
+        case 17:
+            return api::iequals(name, "Transfer-Encoding");
+        default:
+            return false;
     }
 }
 
@@ -169,8 +175,8 @@ std::string_view reason_for(unsigned status) {
 }
 
 // `extra` is room reserved for a body the caller appends (coalesced small bodies).
-std::string build_header_block(const api::Response& res, bool has_length, std::uint64_t content_length,
-                               bool keep_alive, unsigned version, spdlog::logger& log, std::size_t extra) {
+std::string build_header_block(const api::Response& res, bool has_length, std::uint64_t content_length, bool keep_alive,
+                               unsigned version, spdlog::logger& log, std::size_t extra) {
     std::string out;
     out.reserve(512 + extra);
     out += "HTTP/1.1 ";
@@ -197,18 +203,23 @@ std::string build_header_block(const api::Response& res, bool has_length, std::u
         out += std::to_string(content_length);
         out += "\r\n";
     }
-    if (!keep_alive) out += "Connection: close\r\n";
-    else if (version == 10) out += "Connection: keep-alive\r\n";
+    if (!keep_alive)
+        out += "Connection: close\r\n";
+    else if (version == 10)
+        out += "Connection: keep-alive\r\n";
     out += "\r\n";
     return out;
 }
 
 api::Response problem_for(const api::BodyError& e) {
     switch (e.kind()) {
-        case api::BodyError::Kind::too_large: return api::problem(413, "payload-too-large", e.what());
-        case api::BodyError::Kind::timeout: return api::problem(408, "request-timeout", e.what());
+        case api::BodyError::Kind::too_large:
+            return api::problem(413, "payload-too-large", e.what());
+        case api::BodyError::Kind::timeout:
+            return api::problem(408, "request-timeout", e.what());
         case api::BodyError::Kind::closed:
-        case api::BodyError::Kind::malformed: break;
+        case api::BodyError::Kind::malformed:
+            break;
     }
     return api::problem(400, "bad-request", e.what());
 }
@@ -328,8 +339,7 @@ asio::awaitable<void> watch_sends(std::shared_ptr<SendWatch> watch, int socket_f
         co_await watch->timer.async_wait(use_tuple);
         if (watch->done) co_return;
         auto queued = platform::socket_unacknowledged_bytes(socket_fd);
-        const bool progressed =
-            watch->written != last_written || (queued && last_queued && *queued < *last_queued);
+        const bool progressed = watch->written != last_written || (queued && last_queued && *queued < *last_queued);
         if (!progressed) {
             watch->fired = true;
             cut();
@@ -407,8 +417,10 @@ private:
     // Deadlines, cancel, close and the socket: tcp_stream's for plain TCP, the
     // TLS stream's own (same semantics) for TLS.
     auto& lowest() {
-        if constexpr (is_tls) return stream_;
-        else return beast::get_lowest_layer(stream_);
+        if constexpr (is_tls)
+            return stream_;
+        else
+            return beast::get_lowest_layer(stream_);
     }
 
     // Waiting for the next request's first byte (and taking what else is ready):
@@ -451,10 +463,10 @@ private:
     std::shared_ptr<ConnectionControl> control_;
     std::uint64_t id_ = 0;
     std::shared_ptr<BodyDeadline> body_deadline_;  // made at the first request body
-    bool idle_ = false;              // waiting for a request: drain may close us
-    bool continue_owed_ = false;     // "100 Continue" due before the first body read
-    bool orderly_close_ = false;     // we chose to close after a complete answer
-    bool linger_ = false;            // unread request body left on the wire
+    bool idle_ = false;                            // waiting for a request: drain may close us
+    bool continue_owed_ = false;                   // "100 Continue" due before the first body read
+    bool orderly_close_ = false;                   // we chose to close after a complete answer
+    bool linger_ = false;                          // unread request body left on the wire
 };
 
 // The handler's view of a streamed request body. read() runs on a worker
@@ -573,7 +585,7 @@ void Session<Stream>::park(std::unique_ptr<Session> self) {
     Session& session = *self;
     session.buffer_.shrink_to_fit();
     session.body_deadline_.reset();  // made again by the next body, if one comes
-    session.idle_ = true;  // close_if_idle (drain, or the idle sweep past the deadline) cancels the wait
+    session.idle_ = true;            // close_if_idle (drain, or the idle sweep past the deadline) cancels the wait
     // No timer while parked (one less pending operation per idle connection):
     // the server's idle sweep enforces idle_timeout from this deadline.
     session.lowest().expires_never();
@@ -595,8 +607,7 @@ void Session<Stream>::begin_wait(bool first, bool may_park) {
     // Idle connections should cost little: give the read buffer back.
     buffer_.shrink_to_fit();
     idle_ = true;
-    lowest().expires_after(first ? core_.options.header_timeout
-                                 : (may_park ? park_after : core_.options.idle_timeout));
+    lowest().expires_after(first ? core_.options.header_timeout : (may_park ? park_after : core_.options.idle_timeout));
 }
 
 template <class Stream>
@@ -615,8 +626,8 @@ typename Session<Stream>::Wait Session<Stream>::end_wait(const error_code& ec, s
         auto room = buffer_.prepare(initial_read_size);
         *static_cast<char*>(room.data()) = probe;
         error_code ignored;  // would_block or an error: the header read that follows sees it
-        const std::size_t more = lowest().socket().read_some(
-            asio::buffer(static_cast<char*>(room.data()) + 1, room.size() - 1), ignored);
+        const std::size_t more =
+            lowest().socket().read_some(asio::buffer(static_cast<char*>(room.data()) + 1, room.size() - 1), ignored);
         buffer_.commit(1 + more);
     }
     return Wait::request;
@@ -639,8 +650,7 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     buffer_.consume(header_parser->put(buffer_.data(), read_ec));
     if (read_ec == http::error::need_more) {
         lowest().expires_after(options.header_timeout);
-        std::tie(read_ec, std::ignore) =
-            co_await http::async_read_header(stream_, buffer_, *header_parser, use_tuple);
+        std::tie(read_ec, std::ignore) = co_await http::async_read_header(stream_, buffer_, *header_parser, use_tuple);
     }
     {
         const auto& partial = header_parser->get();
@@ -650,16 +660,16 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     }
     if (read_ec) {
         if (read_ec == http::error::header_limit) {
-            co_return co_await respond(exchange,
-                                       api::problem(431, "header-too-large",
-                                                    "request header exceeds " +
-                                                        std::to_string(options.max_header_bytes) + " bytes"),
-                                       false, true);
+            co_return co_await respond(
+                exchange,
+                api::problem(431, "header-too-large",
+                             "request header exceeds " + std::to_string(options.max_header_bytes) + " bytes"),
+                false, true);
         }
         if (is_disconnect(read_ec) || read_ec.category() != http::make_error_code(http::error::bad_target).category())
             co_return false;
-        co_return co_await respond(exchange, api::problem(400, "bad-request", "malformed request: " + read_ec.message()),
-                                   false, true);
+        co_return co_await respond(
+            exchange, api::problem(400, "bad-request", "malformed request: " + read_ec.message()), false, true);
     }
 
     const auto& header = header_parser->get();
@@ -667,9 +677,8 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     bool keep_alive = header.keep_alive();
     bool body_pending = !header_parser->is_done();
     if (header.version() != 10 && header.version() != 11) {
-        co_return co_await respond(exchange,
-                                   api::problem(505, "http-version-not-supported", "only HTTP/1.0 and 1.1 are served"),
-                                   false, true);
+        co_return co_await respond(
+            exchange, api::problem(505, "http-version-not-supported", "only HTTP/1.0 and 1.1 are served"), false, true);
     }
 
     auto target = parse_request_target(exchange.target);
@@ -684,8 +693,10 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     std::size_t host_fields = 0;
     bool has_transfer_encoding = false;
     for (const auto& field : header) {
-        if (field.name() == http::field::host) ++host_fields;
-        else if (field.name() == http::field::transfer_encoding) has_transfer_encoding = true;
+        if (field.name() == http::field::host)
+            ++host_fields;
+        else if (field.name() == http::field::transfer_encoding)
+            has_transfer_encoding = true;
         request.headers.add(std::string(field.name_string()), std::string(field.value()));
     }
 
@@ -699,10 +710,10 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
                 codings.emplace_back(field.value().data(), field.value().size());
         const auto coding = classify_transfer_encoding(codings);
         if (coding == TransferCoding::unsupported)
-            co_return co_await respond(exchange,
-                                       api::problem(501, "transfer-coding-not-implemented",
-                                                    "only the chunked transfer coding is supported"),
-                                       false, true);
+            co_return co_await respond(
+                exchange,
+                api::problem(501, "transfer-coding-not-implemented", "only the chunked transfer coding is supported"),
+                false, true);
         // Beast frames a chunked body only when chunked is the final coding of one field line.
         if (coding != TransferCoding::chunked || !header_parser->chunked())
             co_return co_await respond(exchange,
@@ -750,10 +761,10 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     if (body_pending && policy == api::BodyPolicy::none) {
         // 413, not 400: the request is well-formed, its content is just more
         // than this route takes (none); clients know not to resend it as is.
-        co_return co_await respond(exchange,
-                                   api::problem(413, "body-not-allowed",
-                                                request.method_name + " " + request.path + " takes no request body"),
-                                   false, true);
+        co_return co_await respond(
+            exchange,
+            api::problem(413, "body-not-allowed", request.method_name + " " + request.path + " takes no request body"),
+            false, true);
     }
     const std::uint64_t limit = route.options.max_body_bytes ? route.options.max_body_bytes : options.max_body_bytes;
     if (request.content_length && *request.content_length > limit) {
@@ -801,9 +812,8 @@ asio::awaitable<bool> Session<Stream>::serve_request() {
     } else if (body_pending) {
         // A chunked body may grow to the route's limit: that much is reserved.
         if (!body_memory.hold(request.content_length.value_or(limit)))
-            co_return co_await respond(exchange,
-                                       busy(core_, "the server's memory for request bodies is in use; retry later"),
-                                       false, true);
+            co_return co_await respond(
+                exchange, busy(core_, "the server's memory for request bodies is in use; retry later"), false, true);
         http::request_parser<http::string_body> body_parser(std::move(*header_parser));
         body_parser.body_limit(limit);  // chunked bodies: enforced as the chunks arrive
         if (expects_continue) {
@@ -907,7 +917,8 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
     const std::uint64_t header_size = block.size();
     if (coalesce) {
         for (const auto& part : response.body) {
-            if (const auto* text = std::get_if<std::string>(&part)) block += *text;
+            if (const auto* text = std::get_if<std::string>(&part))
+                block += *text;
             else {
                 const auto& slice = std::get<api::FileSlice>(part);
                 block += slice.file->bytes(slice.offset, slice.length);
@@ -925,8 +936,10 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
     written += sent_now;
     pending.remove_prefix(sent_now);
     BodyCursor cursor;
-    if (!more_follows) cursor.part = response.body.size();  // no body, or it went with the header
-    else if (!ec && pending.empty()) push_body_now(response.body, cursor, written, ec);
+    if (!more_follows)
+        cursor.part = response.body.size();  // no body, or it went with the header
+    else if (!ec && pending.empty())
+        push_body_now(response.body, cursor, written, ec);
     bool stalled = false;
     if (!ec && (!pending.empty() || cursor.part < response.body.size())) {
         // One watchdog for the rest of the response instead of a deadline per write.
@@ -942,7 +955,8 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
             const auto& part = response.body[cursor.part];
             if (const auto* text = std::get_if<std::string>(&part))
                 ec = co_await write_all(std::string_view(*text).substr(cursor.offset), watch->written, watch.get());
-            else ec = co_await write_slice(std::get<api::FileSlice>(part), *watch, cursor.offset);
+            else
+                ec = co_await write_slice(std::get<api::FileSlice>(part), *watch, cursor.offset);
         }
         watch->done = true;
         watch->timer.cancel();
@@ -952,11 +966,11 @@ asio::awaitable<bool> Session<Stream>::respond(const Exchange& exchange, api::Re
     const std::uint64_t body_bytes = written > header_size ? written - header_size : 0;
 
     log_access(core_.access_log,
-               AccessLogEntry{remote_, exchange.method, exchange.target, status, body_bytes,
-                              static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                             Clock::now() - exchange.started)
-                                                             .count()),
-                              response.principal, is_tls, exchange.version});
+               AccessLogEntry{
+                   remote_, exchange.method, exchange.target, status, body_bytes,
+                   static_cast<std::uint64_t>(
+                       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - exchange.started).count()),
+                   response.principal, is_tls, exchange.version});
     if (ec) {
         if (stalled)
             util::log_event(core_.log, spdlog::level::info, "response_stalled",
@@ -1003,8 +1017,8 @@ asio::awaitable<error_code> Session<Stream>::write_all(std::string_view bytes, s
 }
 
 template <class Stream>
-void Session<Stream>::push_body_now(const std::vector<api::BodyPart>& body, BodyCursor& cursor,
-                                   std::uint64_t& written, error_code& ec) {
+void Session<Stream>::push_body_now(const std::vector<api::BodyPart>& body, BodyCursor& cursor, std::uint64_t& written,
+                                    error_code& ec) {
     for (; cursor.part < body.size(); ++cursor.part, cursor.offset = 0) {
         const auto& part = body[cursor.part];
         std::string_view bytes;
@@ -1081,7 +1095,7 @@ asio::awaitable<error_code> Session<Stream>::send_file_slice(const api::FileSlic
 
 template <class Stream>
 asio::awaitable<BodyChunk> Session<Stream>::read_body_chunk(http::request_parser<http::buffer_body>& parser,
-                                                             std::span<char> out, BodyProgress& progress) {
+                                                            std::span<char> out, BodyProgress& progress) {
     if (continue_owed_) {
         continue_owed_ = false;
         std::uint64_t ignored = 0;

@@ -70,8 +70,8 @@ bool is_ip_literal(const std::string& host) {
 bool is_dns_name(const std::string& host) {
     if (host.empty() || host.size() > 253) return false;
     for (char c : host) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                  c == '.' || c == '*';
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+                  c == '*';
         if (!ok) return false;
     }
     return true;
@@ -208,9 +208,12 @@ bool ensure_self_signed_certificate(const std::filesystem::path& cert_file, cons
     std::string alt_names;
     for (const auto& name : names) {
         if (!alt_names.empty()) alt_names += ',';
-        if (is_ip_literal(name)) alt_names += "IP:" + name;
-        else if (is_dns_name(name)) alt_names += "DNS:" + name;
-        else throw std::invalid_argument("'" + name + "' is neither a DNS name nor an IP address");
+        if (is_ip_literal(name))
+            alt_names += "IP:" + name;
+        else if (is_dns_name(name))
+            alt_names += "DNS:" + name;
+        else
+            throw std::invalid_argument("'" + name + "' is neither a DNS name nor an IP address");
     }
 
     ERR_clear_error();

@@ -21,7 +21,7 @@ void configure_tls_context(SSL_CTX* ctx, const TlsOptions& tls);
 
 // What start-up and reload log about the certificate a context serves.
 struct CertificateInfo {
-    std::string subject;          // RFC 2253, e.g. "CN=localhost,O=otad self-signed"
+    std::string subject;  // RFC 2253, e.g. "CN=localhost,O=otad self-signed"
     std::string issuer;
     std::int64_t not_before = 0;  // unix seconds
     std::int64_t not_after = 0;   // unix seconds

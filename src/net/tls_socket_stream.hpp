@@ -80,9 +80,12 @@ inline int bio_puts(BIO* bio, const char* text) { return bio_write(bio, text, st
 
 inline long bio_ctrl(BIO* bio, int cmd, long, void*) {
     switch (cmd) {
-        case BIO_CTRL_FLUSH: return 1;
-        case BIO_CTRL_EOF: return BIO_test_flags(bio, BIO_FLAGS_IN_EOF) != 0 ? 1 : 0;
-        default: return 0;
+        case BIO_CTRL_FLUSH:
+            return 1;
+        case BIO_CTRL_EOF:
+            return BIO_test_flags(bio, BIO_FLAGS_IN_EOF) != 0 ? 1 : 0;
+        default:
+            return 0;
     }
 }
 
@@ -117,8 +120,9 @@ public:
     // type-erased one (memory per idle connection, and no type-erased calls).
     using executor_type = boost::asio::io_context::executor_type;
     using socket_type = boost::asio::basic_stream_socket<boost::asio::ip::tcp, executor_type>;
-    using timer_type = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
-                                                         boost::asio::wait_traits<std::chrono::steady_clock>, executor_type>;
+    using timer_type =
+        boost::asio::basic_waitable_timer<std::chrono::steady_clock,
+                                          boost::asio::wait_traits<std::chrono::steady_clock>, executor_type>;
     using error_code = boost::system::error_code;
     using tcp = boost::asio::ip::tcp;
 
@@ -140,8 +144,8 @@ public:
         }
         BIO_set_data(bio, reinterpret_cast<void*>(static_cast<std::intptr_t>(core_->socket.native_handle())));
         SSL_set_bio(core_->ssl, bio, bio);  // the SSL owns the BIO (one reference for both directions)
-        SSL_set_mode(core_->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                     SSL_MODE_RELEASE_BUFFERS);
+        SSL_set_mode(core_->ssl,
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
         // One recv per read instead of one per record header and body; the read
         // buffer is still released once it is empty.
         SSL_set_read_ahead(core_->ssl, 1);
@@ -167,15 +171,15 @@ public:
         core_->timed_out = false;
         ++core_->deadline_generation;
         core_->timer.expires_after(timeout);
-        core_->timer.async_wait([weak = std::weak_ptr<Core>(core_), generation = core_->deadline_generation](
-                                    const error_code& ec) {
-            if (ec) return;
-            auto core = weak.lock();
-            if (!core || core->deadline_generation != generation) return;
-            core->timed_out = true;
-            error_code ignored;
-            core->socket.cancel(ignored);
-        });
+        core_->timer.async_wait(
+            [weak = std::weak_ptr<Core>(core_), generation = core_->deadline_generation](const error_code& ec) {
+                if (ec) return;
+                auto core = weak.lock();
+                if (!core || core->deadline_generation != generation) return;
+                core->timed_out = true;
+                error_code ignored;
+                core->socket.cancel(ignored);
+            });
     }
     void expires_never() {
         core_->timed_out = false;
@@ -198,15 +202,15 @@ public:
     // Server handshake. Signature: void(error_code).
     template <class Token>
     auto async_handshake(Token&& token) {
-        return boost::asio::async_compose<Token, void(error_code)>(
-            Op<Kind::handshake>{core_.get(), nullptr, 0}, token, core_->socket);
+        return boost::asio::async_compose<Token, void(error_code)>(Op<Kind::handshake>{core_.get(), nullptr, 0}, token,
+                                                                   core_->socket);
     }
 
     // Signature: void(error_code, std::size_t).
     template <class MutableBuffers, class Token>
     auto async_read_some(const MutableBuffers& buffers, Token&& token) {
-        auto first = first_non_empty(boost::asio::buffer_sequence_begin(buffers),
-                                     boost::asio::buffer_sequence_end(buffers));
+        auto first =
+            first_non_empty(boost::asio::buffer_sequence_begin(buffers), boost::asio::buffer_sequence_end(buffers));
         return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
             Op<Kind::read>{core_.get(), first.data(), first.size()}, token, core_->socket);
     }
@@ -214,8 +218,8 @@ public:
     // Writes at least one byte unless it fails. Signature: void(error_code, std::size_t).
     template <class ConstBuffers, class Token>
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
-        auto first = first_non_empty(boost::asio::buffer_sequence_begin(buffers),
-                                     boost::asio::buffer_sequence_end(buffers));
+        auto first =
+            first_non_empty(boost::asio::buffer_sequence_begin(buffers), boost::asio::buffer_sequence_end(buffers));
         return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
             Op<Kind::write>{core_.get(), const_cast<void*>(static_cast<const void*>(first.data())), first.size()},
             token, core_->socket);
@@ -269,8 +273,8 @@ public:
     // Sends close_notify and waits for the peer's (best effort). Signature: void(error_code).
     template <class Token>
     auto async_shutdown(Token&& token) {
-        return boost::asio::async_compose<Token, void(error_code)>(Op<Kind::shutdown>{core_.get(), nullptr, 0},
-                                                                   token, core_->socket);
+        return boost::asio::async_compose<Token, void(error_code)>(Op<Kind::shutdown>{core_.get(), nullptr, 0}, token,
+                                                                   core_->socket);
     }
 
 private:
@@ -314,7 +318,8 @@ private:
                 wait = asio::socket_base::wait_write;
                 retry = true;
                 return {};
-            case SSL_ERROR_ZERO_RETURN: return asio::error::eof;
+            case SSL_ERROR_ZERO_RETURN:
+                return asio::error::eof;
             case SSL_ERROR_SYSCALL: {
                 core.failed = true;
                 ERR_clear_error();
@@ -426,8 +431,10 @@ private:
 
         template <class Self>
         void complete(Self& self, error_code ec) {
-            if constexpr (kind == Kind::read || kind == Kind::write) self.complete(ec, ec ? 0 : done);
-            else self.complete(ec);
+            if constexpr (kind == Kind::read || kind == Kind::write)
+                self.complete(ec, ec ? 0 : done);
+            else
+                self.complete(ec);
         }
     };
 

@@ -8,7 +8,6 @@
 #include <utility>
 #include <vector>
 
-
 #ifdef _WIN32
 #include <fcntl.h>
 #include <io.h>
@@ -132,8 +131,8 @@ bool ensure_directory(const fs::path& dir, bool owner_only) {
         fs::path parent = it->parent_path();
         fsync_directory(parent.empty() ? fs::path(".") : parent);
     }
-    if (!fs::is_directory(dir, ec)) throw std::system_error(std::make_error_code(std::errc::not_a_directory),
-                                                            "not a directory: " + dir.string());
+    if (!fs::is_directory(dir, ec))
+        throw std::system_error(std::make_error_code(std::errc::not_a_directory), "not a directory: " + dir.string());
     if (owner_only) set_owner_only(dir);
     return true;
 }
@@ -183,8 +182,9 @@ WritableFile::~WritableFile() {
 }
 
 void WritableFile::write(std::string_view bytes) {
-    if (fd_ < 0) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor),
-                                         "write to closed file " + path_.string());
+    if (fd_ < 0)
+        throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor),
+                                "write to closed file " + path_.string());
     while (!bytes.empty()) {
         long n = write_fd(fd_, bytes.data(), bytes.size());
         if (n < 0) {
@@ -196,8 +196,9 @@ void WritableFile::write(std::string_view bytes) {
 }
 
 void WritableFile::sync() {
-    if (fd_ < 0) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor),
-                                         "fsync of closed file " + path_.string());
+    if (fd_ < 0)
+        throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor),
+                                "fsync of closed file " + path_.string());
     if (sync_fd(fd_) != 0) throw_errno(errno, "fsync failed for", path_);
 }
 

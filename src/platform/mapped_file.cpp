@@ -33,8 +33,9 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& 
     std::shared_ptr<MappedFile> file(new MappedFile());
     file->path_ = path;
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::system_error(std::make_error_code(std::errc::no_such_file_or_directory),
-                                     "cannot open '" + path.string() + "'");
+    if (!in)
+        throw std::system_error(std::make_error_code(std::errc::no_such_file_or_directory),
+                                "cannot open '" + path.string() + "'");
     std::error_code ec;
     auto size = std::filesystem::file_size(path, ec);
     if (ec) throw std::system_error(ec, "cannot stat '" + path.string() + "'");

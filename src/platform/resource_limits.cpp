@@ -33,8 +33,8 @@ std::optional<OpenFileLimit> raise_open_file_limit(std::uint64_t wanted) noexcep
     const std::uint64_t target = wanted < hard ? wanted : hard;
     if (target > soft) {
         rlimit raised = limit;
-        raised.rlim_cur = target == std::numeric_limits<std::uint64_t>::max() ? RLIM_INFINITY
-                                                                                : static_cast<rlim_t>(target);
+        raised.rlim_cur =
+            target == std::numeric_limits<std::uint64_t>::max() ? RLIM_INFINITY : static_cast<rlim_t>(target);
         ::setrlimit(RLIMIT_NOFILE, &raised);  // on failure the old limit stays, reported below
     }
     return open_file_limit();

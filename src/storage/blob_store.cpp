@@ -263,7 +263,10 @@ std::size_t collect_orphan_blobs(Database& database, BlobStore& store, std::chro
 
 OrphanBlobCollector::OrphanBlobCollector(Database& database, BlobStore& store, std::chrono::milliseconds period,
                                          std::chrono::seconds grace)
-    : database_(database), store_(store), grace_(grace), task_("orphan blob collection", period, [this] { run_once(); }) {}
+    : database_(database),
+      store_(store),
+      grace_(grace),
+      task_("orphan blob collection", period, [this] { run_once(); }) {}
 
 OrphanBlobCollector::~OrphanBlobCollector() { stop(); }
 

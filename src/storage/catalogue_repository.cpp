@@ -134,8 +134,7 @@ std::vector<Product> CatalogueRepository::list_products() try {
 
 bool CatalogueRepository::claim_project_name(std::int64_t product_id, std::string_view project_name) try {
     WriteScope scope(connection_);
-    auto update =
-        connection_.prepare("UPDATE products SET project_name = ? WHERE id = ? AND project_name IS NULL");
+    auto update = connection_.prepare("UPDATE products SET project_name = ? WHERE id = ? AND project_name IS NULL");
     bind_text(*update, 1, project_name);
     update->bind(2, product_id);
     bool changed = update->exec() > 0;
@@ -173,8 +172,8 @@ Release CatalogueRepository::create_release(std::int64_t product_id, std::string
     scope.commit();
     return release;
 } catch (const SQLite::Exception& e) {
-    detail::throw_storage_error(e, "create release '" + std::string(version) + "' of product " +
-                                       std::to_string(product_id));
+    detail::throw_storage_error(
+        e, "create release '" + std::string(version) + "' of product " + std::to_string(product_id));
 }
 
 std::optional<Release> CatalogueRepository::get_release(std::int64_t id) try {
@@ -187,8 +186,8 @@ std::optional<Release> CatalogueRepository::get_release(std::int64_t id) try {
 }
 
 std::optional<Release> CatalogueRepository::find_release(std::int64_t product_id, std::string_view version) try {
-    auto query = connection_.prepare(
-        sql("SELECT ", release_columns, " FROM releases WHERE product_id = ? AND version = ?"));
+    auto query =
+        connection_.prepare(sql("SELECT ", release_columns, " FROM releases WHERE product_id = ? AND version = ?"));
     query->bind(1, product_id);
     bind_text(*query, 2, version);
     if (!query->executeStep()) return std::nullopt;
@@ -201,10 +200,9 @@ ReleasePage CatalogueRepository::list_releases(std::int64_t product_id, std::siz
                                                std::optional<ReleaseCursor> after) try {
     constexpr auto max = std::numeric_limits<std::int64_t>::max();
     const std::int64_t page_size = detail::clamp_limit(limit);
-    auto query = connection_.prepare(
-        sql("SELECT ", release_columns,
-            " FROM releases WHERE product_id = ? AND (created_at, id) < (?, ?)"
-            " ORDER BY created_at DESC, id DESC LIMIT ?"));
+    auto query = connection_.prepare(sql("SELECT ", release_columns,
+                                         " FROM releases WHERE product_id = ? AND (created_at, id) < (?, ?)"
+                                         " ORDER BY created_at DESC, id DESC LIMIT ?"));
     query->bind(1, product_id);
     query->bind(2, after ? after->created_at : max);
     query->bind(3, after ? after->id : max);
@@ -264,7 +262,7 @@ bool CatalogueRepository::delete_release(std::int64_t release_id) try {
 }
 
 std::vector<ReleaseTombstone> CatalogueRepository::list_tombstones(std::int64_t product_id,
-                                                                  std::string_view version) try {
+                                                                   std::string_view version) try {
     auto query = connection_.prepare(
         "SELECT chip, layout, slot, sha256, size, deleted_at FROM release_tombstones "
         "WHERE product_id = ? AND version = ? ORDER BY chip, layout, slot");
@@ -323,8 +321,8 @@ std::optional<Artifact> CatalogueRepository::get_artifact(std::int64_t id) try {
 
 std::optional<Artifact> CatalogueRepository::find_artifact(std::int64_t release_id, std::string_view chip,
                                                            std::string_view layout, std::string_view slot) try {
-    auto query = connection_.prepare(sql("SELECT ", artifact_columns,
-                                         " FROM artifacts WHERE release_id = ? AND chip = ? AND layout = ? AND slot = ?"));
+    auto query = connection_.prepare(sql(
+        "SELECT ", artifact_columns, " FROM artifacts WHERE release_id = ? AND chip = ? AND layout = ? AND slot = ?"));
     query->bind(1, release_id);
     bind_text(*query, 2, chip);
     bind_text(*query, 3, layout);
@@ -371,10 +369,9 @@ bool CatalogueRepository::insert_blob(std::string_view sha256, std::uint64_t siz
         auto existing = connection_.prepare("SELECT size FROM blobs WHERE sha256 = ?");
         bind_text(*existing, 1, sha256);
         if (existing->executeStep() && static_cast<std::uint64_t>(existing->getColumn(0).getInt64()) != size)
-            throw StorageError(StorageErrorKind::conflict,
-                               "blob " + std::string(sha256) + " is recorded with size " +
-                                   std::to_string(existing->getColumn(0).getInt64()) + ", not " +
-                                   std::to_string(size));
+            throw StorageError(StorageErrorKind::conflict, "blob " + std::string(sha256) + " is recorded with size " +
+                                                               std::to_string(existing->getColumn(0).getInt64()) +
+                                                               ", not " + std::to_string(size));
     }
     scope.commit();
     return inserted;

@@ -24,16 +24,26 @@ namespace otad::storage {
 
 std::string_view to_string(StorageErrorKind kind) noexcept {
     switch (kind) {
-        case StorageErrorKind::conflict: return "conflict";
-        case StorageErrorKind::reference: return "reference";
-        case StorageErrorKind::invalid: return "invalid";
-        case StorageErrorKind::rejected: return "rejected";
-        case StorageErrorKind::busy: return "busy";
-        case StorageErrorKind::too_large: return "too_large";
-        case StorageErrorKind::mismatch: return "mismatch";
-        case StorageErrorKind::no_space: return "no_space";
-        case StorageErrorKind::io: return "io";
-        case StorageErrorKind::internal: return "internal";
+        case StorageErrorKind::conflict:
+            return "conflict";
+        case StorageErrorKind::reference:
+            return "reference";
+        case StorageErrorKind::invalid:
+            return "invalid";
+        case StorageErrorKind::rejected:
+            return "rejected";
+        case StorageErrorKind::busy:
+            return "busy";
+        case StorageErrorKind::too_large:
+            return "too_large";
+        case StorageErrorKind::mismatch:
+            return "mismatch";
+        case StorageErrorKind::no_space:
+            return "no_space";
+        case StorageErrorKind::io:
+            return "io";
+        case StorageErrorKind::internal:
+            return "internal";
     }
     return "internal";
 }
@@ -53,23 +63,33 @@ namespace detail {
 StorageErrorKind classify(int extended_code) noexcept {
     switch (extended_code) {
         case SQLITE_CONSTRAINT_UNIQUE:
-        case SQLITE_CONSTRAINT_PRIMARYKEY: return StorageErrorKind::conflict;
-        case SQLITE_CONSTRAINT_FOREIGNKEY: return StorageErrorKind::reference;
+        case SQLITE_CONSTRAINT_PRIMARYKEY:
+            return StorageErrorKind::conflict;
+        case SQLITE_CONSTRAINT_FOREIGNKEY:
+            return StorageErrorKind::reference;
         case SQLITE_CONSTRAINT_CHECK:
         case SQLITE_CONSTRAINT_NOTNULL:
-        case SQLITE_CONSTRAINT_DATATYPE: return StorageErrorKind::invalid;
-        case SQLITE_CONSTRAINT_TRIGGER: return StorageErrorKind::rejected;
-        default: break;
+        case SQLITE_CONSTRAINT_DATATYPE:
+            return StorageErrorKind::invalid;
+        case SQLITE_CONSTRAINT_TRIGGER:
+            return StorageErrorKind::rejected;
+        default:
+            break;
     }
     switch (extended_code & 0xff) {
         case SQLITE_BUSY:
-        case SQLITE_LOCKED: return StorageErrorKind::busy;
-        case SQLITE_CONSTRAINT: return StorageErrorKind::invalid;
-        case SQLITE_FULL: return StorageErrorKind::no_space;
+        case SQLITE_LOCKED:
+            return StorageErrorKind::busy;
+        case SQLITE_CONSTRAINT:
+            return StorageErrorKind::invalid;
+        case SQLITE_FULL:
+            return StorageErrorKind::no_space;
         case SQLITE_IOERR:
         case SQLITE_CANTOPEN:
-        case SQLITE_READONLY: return StorageErrorKind::io;
-        default: return StorageErrorKind::internal;
+        case SQLITE_READONLY:
+            return StorageErrorKind::io;
+        default:
+            return StorageErrorKind::internal;
     }
 }
 
@@ -79,7 +99,8 @@ void throw_storage_error(const SQLite::Exception& error, std::string_view contex
     StorageErrorKind kind = code > 0 ? classify(code) : StorageErrorKind::internal;
     // ON DELETE/UPDATE RESTRICT is run by SQLite as an internal trigger, so it
     // reports SQLITE_CONSTRAINT_TRIGGER; its message tells it apart from ours.
-    if (code == SQLITE_CONSTRAINT_TRIGGER && std::string_view(error.what()).find("FOREIGN KEY") != std::string_view::npos)
+    if (code == SQLITE_CONSTRAINT_TRIGGER &&
+        std::string_view(error.what()).find("FOREIGN KEY") != std::string_view::npos)
         kind = StorageErrorKind::reference;
     throw StorageError(kind, std::string(context) + ": " + error.what(), code > 0 ? code : 0);
 }
@@ -138,8 +159,9 @@ std::unique_ptr<Connection> Pool::open_connection() {
         handle->exec("PRAGMA synchronous = FULL");
         std::string mode = handle->execAndGet("PRAGMA journal_mode = WAL").getString();
         if (mode != "wal")
-            throw StorageError(StorageErrorKind::io, "database " + path + " cannot use WAL journaling (journal_mode is " +
-                                                         mode + "); put it on a local file system");
+            throw StorageError(StorageErrorKind::io, "database " + path +
+                                                         " cannot use WAL journaling (journal_mode is " + mode +
+                                                         "); put it on a local file system");
         return std::unique_ptr<Connection>(new Connection(this, std::move(handle)));
     } catch (const SQLite::Exception& e) {
         throw_storage_error(e, "open database " + path);
@@ -310,14 +332,13 @@ ConnectionLease Database::lease() {
     auto& pool = *pool_;
     std::unique_lock lock(pool.mutex);
     const auto deadline = std::chrono::steady_clock::now() + pool.options.busy_timeout;
-    bool ready = pool.available.wait_until(lock, deadline, [&] {
-        return !pool.idle.empty() || pool.open_count < pool.options.max_connections;
-    });
+    bool ready = pool.available.wait_until(
+        lock, deadline, [&] { return !pool.idle.empty() || pool.open_count < pool.options.max_connections; });
     if (!ready)
         throw StorageError(StorageErrorKind::busy, "no database connection became free within " +
                                                        std::to_string(pool.options.busy_timeout.count()) +
-                                                       " ms (pool of " +
-                                                       std::to_string(pool.options.max_connections) + ")");
+                                                       " ms (pool of " + std::to_string(pool.options.max_connections) +
+                                                       ")");
     if (!pool.idle.empty()) {
         auto connection = std::move(pool.idle.back());
         pool.idle.pop_back();
@@ -339,8 +360,8 @@ ConnectionLease Database::lease() {
 int Database::ping() {
     ConnectionLease connection = lease();
     try {
-        auto has_table = connection->prepare(
-            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'");
+        auto has_table =
+            connection->prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'");
         if (!has_table->executeStep()) return 0;
         auto version = connection->prepare("SELECT coalesce(max(version), 0) FROM schema_migrations");
         version->executeStep();

@@ -45,8 +45,8 @@ DeviceKey DeviceKeyRepository::create_with_secret(std::int64_t product_id, std::
     scope.commit();
     return key;
 } catch (const SQLite::Exception& e) {
-    detail::throw_storage_error(e, "create device key '" + std::string(name) + "' of product " +
-                                       std::to_string(product_id));
+    detail::throw_storage_error(
+        e, "create device key '" + std::string(name) + "' of product " + std::to_string(product_id));
 }
 
 std::vector<DeviceKey> DeviceKeyRepository::list(std::int64_t product_id, bool include_revoked) try {
@@ -87,9 +87,10 @@ bool DeviceKeyRepository::revoke(std::int64_t product_id, std::string_view name)
 
 std::optional<DeviceKey> DeviceKeyRepository::find_by_secret(std::string_view secret) try {
     const std::string hash = util::sha256_hex(secret);
-    auto query = connection_.prepare(std::string("SELECT ")
-                                         .append(key_columns)
-                                         .append(", key_hash FROM device_keys WHERE key_hash = ? AND revoked_at IS NULL"));
+    auto query =
+        connection_.prepare(std::string("SELECT ")
+                                .append(key_columns)
+                                .append(", key_hash FROM device_keys WHERE key_hash = ? AND revoked_at IS NULL"));
     query->bind(1, hash);
     if (!query->executeStep()) return std::nullopt;
     if (!util::constant_time_equals(query->getColumn(5).getString(), hash)) return std::nullopt;

@@ -52,12 +52,18 @@ void bind_filter(SQLite::Statement& statement, const DeviceFilter& filter) {
 
 std::string_view to_string(DeviceEventKind kind) noexcept {
     switch (kind) {
-        case DeviceEventKind::first_seen: return "first_seen";
-        case DeviceEventKind::poll_offer: return "poll_offer";
-        case DeviceEventKind::download: return "download";
-        case DeviceEventKind::report: return "report";
-        case DeviceEventKind::version_changed: return "version_changed";
-        case DeviceEventKind::rolled_back: return "rolled_back";
+        case DeviceEventKind::first_seen:
+            return "first_seen";
+        case DeviceEventKind::poll_offer:
+            return "poll_offer";
+        case DeviceEventKind::download:
+            return "download";
+        case DeviceEventKind::report:
+            return "report";
+        case DeviceEventKind::version_changed:
+            return "version_changed";
+        case DeviceEventKind::rolled_back:
+            return "rolled_back";
     }
     return "report";
 }
@@ -102,7 +108,8 @@ void DeviceRepository::upsert_many(std::span<const DeviceSighting> sightings) tr
 }
 
 std::optional<Device> DeviceRepository::get(std::string_view id) try {
-    auto query = connection_.prepare(std::string("SELECT ").append(device_columns).append(" FROM devices WHERE id = ?"));
+    auto query =
+        connection_.prepare(std::string("SELECT ").append(device_columns).append(" FROM devices WHERE id = ?"));
     bind_text(*query, 1, id);
     if (!query->executeStep()) return std::nullopt;
     return read_device(*query);

@@ -17,9 +17,7 @@ namespace {
 
 constexpr std::string_view foreign_keys_off_marker = "-- otad:foreign-keys-off";
 
-std::string label(const EmbeddedMigration& m) {
-    return std::to_string(m.version) + " (" + m.name + ")";
-}
+std::string label(const EmbeddedMigration& m) { return std::to_string(m.version) + " (" + m.name + ")"; }
 
 void validate_list(const std::vector<EmbeddedMigration>& migrations) {
     int previous = 0;
@@ -116,8 +114,7 @@ bool apply(Connection& connection, const EmbeddedMigration& m, int current_versi
                 throw MigrationError(m.version, "migration " + label(m) + " broke a foreign key in table " +
                                                     check->getColumn(0).getString() + left_at);
         }
-        auto record =
-            connection.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
+        auto record = connection.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
         record->bind(1, m.version);
         record->bind(2, m.name);
         record->bind(3, static_cast<std::int64_t>(util::unix_now()));

@@ -88,20 +88,32 @@ RolloutCounters contribution(const RolloutMember& m) {
     c.eligible = 1;
     c.offered = m.offered_at ? 1 : 0;
     switch (m.state) {
-        case MemberState::downloading: c.downloading = 1; break;
-        case MemberState::installed: c.installed = 1; break;
-        case MemberState::failed: c.failed = 1; break;
-        case MemberState::rolled_back: c.rolled_back = 1; break;
-        case MemberState::silent: c.silent = 1; break;
+        case MemberState::downloading:
+            c.downloading = 1;
+            break;
+        case MemberState::installed:
+            c.installed = 1;
+            break;
+        case MemberState::failed:
+            c.failed = 1;
+            break;
+        case MemberState::rolled_back:
+            c.rolled_back = 1;
+            break;
+        case MemberState::silent:
+            c.silent = 1;
+            break;
         case MemberState::eligible:
-        case MemberState::offered: break;
+        case MemberState::offered:
+            break;
     }
     return c;
 }
 
 // Stages are read in a second query; a rollout without its stages is never handed out.
 void load_stages(Connection& connection, Rollout& rollout) {
-    auto query = connection.prepare(sql("SELECT ", stage_columns, " FROM rollout_stages WHERE rollout_id = ? ORDER BY idx"));
+    auto query =
+        connection.prepare(sql("SELECT ", stage_columns, " FROM rollout_stages WHERE rollout_id = ? ORDER BY idx"));
     query->bind(1, rollout.id);
     rollout.stages.clear();
     while (query->executeStep()) {
@@ -122,15 +134,18 @@ std::vector<Rollout> read_rollouts(Connection& connection, CachedStatement& quer
     return out;
 }
 
-
 }  // namespace
 
 std::string_view to_string(RolloutState state) noexcept {
     switch (state) {
-        case RolloutState::running: return "running";
-        case RolloutState::paused: return "paused";
-        case RolloutState::completed: return "completed";
-        case RolloutState::aborted: return "aborted";
+        case RolloutState::running:
+            return "running";
+        case RolloutState::paused:
+            return "paused";
+        case RolloutState::completed:
+            return "completed";
+        case RolloutState::aborted:
+            return "aborted";
     }
     return "paused";
 }
@@ -143,13 +158,20 @@ std::optional<RolloutState> parse_rollout_state(std::string_view text) noexcept 
 
 std::string_view to_string(MemberState state) noexcept {
     switch (state) {
-        case MemberState::eligible: return "eligible";
-        case MemberState::offered: return "offered";
-        case MemberState::downloading: return "downloading";
-        case MemberState::installed: return "installed";
-        case MemberState::failed: return "failed";
-        case MemberState::rolled_back: return "rolled_back";
-        case MemberState::silent: return "silent";
+        case MemberState::eligible:
+            return "eligible";
+        case MemberState::offered:
+            return "offered";
+        case MemberState::downloading:
+            return "downloading";
+        case MemberState::installed:
+            return "installed";
+        case MemberState::failed:
+            return "failed";
+        case MemberState::rolled_back:
+            return "rolled_back";
+        case MemberState::silent:
+            return "silent";
     }
     return "eligible";
 }
@@ -266,11 +288,11 @@ std::vector<Rollout> RolloutRepository::all_active() try {
 }
 
 std::vector<Rollout> RolloutRepository::for_product(std::int64_t product_id) try {
-    auto query = connection_.prepare(sql(
-        "SELECT ", rollout_columns,
-        " FROM rollouts r WHERE product_id = ?1 AND (state IN ('running', 'paused') OR (state = 'aborted'"
-        " AND id = (SELECT max(id) FROM rollouts o WHERE o.product_id = ?1 AND o.channel = r.channel)))"
-        " ORDER BY id"));
+    auto query = connection_.prepare(
+        sql("SELECT ", rollout_columns,
+            " FROM rollouts r WHERE product_id = ?1 AND (state IN ('running', 'paused') OR (state = 'aborted'"
+            " AND id = (SELECT max(id) FROM rollouts o WHERE o.product_id = ?1 AND o.channel = r.channel)))"
+            " ORDER BY id"));
     query->bind(1, product_id);
     return read_rollouts(connection_, query);
 } catch (const SQLite::Exception& e) {
@@ -426,15 +448,14 @@ void RolloutRepository::put_member(const std::optional<RolloutMember>& before, c
     if (before) {
         RolloutCounters minus = contribution(*before);
         if (before->stage == after.stage) {
-            RolloutCounters delta{plus.eligible - minus.eligible,       plus.offered - minus.offered,
-                                  plus.downloading - minus.downloading, plus.installed - minus.installed,
-                                  plus.failed - minus.failed,           plus.rolled_back - minus.rolled_back,
-                                  plus.silent - minus.silent};
+            RolloutCounters delta{
+                plus.eligible - minus.eligible,   plus.offered - minus.offered, plus.downloading - minus.downloading,
+                plus.installed - minus.installed, plus.failed - minus.failed,   plus.rolled_back - minus.rolled_back,
+                plus.silent - minus.silent};
             apply(after.stage, delta);
         } else {
-            apply(before->stage, RolloutCounters{-minus.eligible, -minus.offered, -minus.downloading,
-                                                 -minus.installed, -minus.failed, -minus.rolled_back,
-                                                 -minus.silent});
+            apply(before->stage, RolloutCounters{-minus.eligible, -minus.offered, -minus.downloading, -minus.installed,
+                                                 -minus.failed, -minus.rolled_back, -minus.silent});
             apply(after.stage, plus);
         }
     } else {
@@ -566,16 +587,18 @@ std::int64_t RolloutRepository::change_tags(const DeviceSelection& selection, co
     const std::int64_t matched = count->getColumn(0).getInt64();
     // Removals first, so a tag both removed and added ends up present. The
     // selection is evaluated before each statement changes anything it reads.
-    auto drop = connection_.prepare(sql("DELETE FROM device_tags WHERE tag = ?7 AND device_id IN (", selected_devices, ")"));
+    auto drop =
+        connection_.prepare(sql("DELETE FROM device_tags WHERE tag = ?7 AND device_id IN (", selected_devices, ")"));
     for (const auto& tag : remove) {
         bind_selection(*drop, selection);
         bind_text(*drop, 7, tag);
         drop->exec();
         drop->reset();
     }
-    auto insert = connection_.prepare(
-        sql("INSERT INTO device_tags (device_id, tag) SELECT id, ?7 FROM (", selected_devices, ") WHERE true"
-                                                                                               " ON CONFLICT DO NOTHING"));
+    auto insert =
+        connection_.prepare(sql("INSERT INTO device_tags (device_id, tag) SELECT id, ?7 FROM (", selected_devices,
+                                ") WHERE true"
+                                " ON CONFLICT DO NOTHING"));
     for (const auto& tag : add) {
         bind_selection(*insert, selection);
         bind_text(*insert, 7, tag);

@@ -30,8 +30,10 @@ std::string select_keys(std::string_view where) {
 
 std::string_view to_string(SigningAlgorithm algorithm) noexcept {
     switch (algorithm) {
-        case SigningAlgorithm::es256: return "es256";
-        case SigningAlgorithm::ed25519: return "ed25519";
+        case SigningAlgorithm::es256:
+            return "es256";
+        case SigningAlgorithm::ed25519:
+            return "ed25519";
     }
     return "es256";
 }

@@ -24,16 +24,18 @@ inline void bind_text(SQLite::Statement& statement, int index, std::string_view 
     statement.bind(index, std::string(value));
 }
 inline void bind_optional(SQLite::Statement& statement, int index, const std::optional<std::string>& value) {
-    if (value) statement.bind(index, *value);
-    else statement.bind(index);
+    if (value)
+        statement.bind(index, *value);
+    else
+        statement.bind(index);
 }
 inline void bind_optional(SQLite::Statement& statement, int index, std::optional<std::int64_t> value) {
-    if (value) statement.bind(index, *value);
-    else statement.bind(index);
+    if (value)
+        statement.bind(index, *value);
+    else
+        statement.bind(index);
 }
-inline void bind_bool(SQLite::Statement& statement, int index, bool value) {
-    statement.bind(index, value ? 1 : 0);
-}
+inline void bind_bool(SQLite::Statement& statement, int index, bool value) { statement.bind(index, value ? 1 : 0); }
 
 inline std::optional<std::int64_t> optional_int64(const SQLite::Column& column) {
     if (column.isNull()) return std::nullopt;

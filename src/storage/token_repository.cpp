@@ -30,9 +30,12 @@ std::string select_tokens(std::string_view where) {
 
 std::string_view to_string(TokenRole role) noexcept {
     switch (role) {
-        case TokenRole::admin: return "admin";
-        case TokenRole::uploader: return "uploader";
-        case TokenRole::viewer: return "viewer";
+        case TokenRole::admin:
+            return "admin";
+        case TokenRole::uploader:
+            return "uploader";
+        case TokenRole::viewer:
+            return "viewer";
     }
     return "viewer";
 }
@@ -55,9 +58,9 @@ CreatedToken TokenRepository::create(std::string_view name, TokenRole role) {
 TokenRecord TokenRepository::create_with_secret(std::string_view name, TokenRole role, std::string_view secret) try {
     if (secret.empty()) throw StorageError(StorageErrorKind::invalid, "token secret is empty");
     WriteScope scope(connection_);
-    auto insert = connection_.prepare(
-        "INSERT INTO tokens (name, role, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING " +
-        std::string(token_columns));
+    auto insert =
+        connection_.prepare("INSERT INTO tokens (name, role, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING " +
+                            std::string(token_columns));
     detail::bind_text(*insert, 1, name);
     detail::bind_text(*insert, 2, to_string(role));
     insert->bind(3, hash_secret(secret));

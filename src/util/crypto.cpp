@@ -33,8 +33,7 @@ void Digest::update(std::span<const unsigned char> bytes) {
 std::vector<unsigned char> Digest::finish() {
     std::vector<unsigned char> out(EVP_MAX_MD_SIZE);
     unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx_->ctx, out.data(), &len) != 1)
-        throw std::runtime_error("EVP_DigestFinal_ex failed");
+    if (EVP_DigestFinal_ex(ctx_->ctx, out.data(), &len) != 1) throw std::runtime_error("EVP_DigestFinal_ex failed");
     out.resize(len);
     return out;
 }
@@ -97,7 +96,8 @@ std::optional<std::vector<unsigned char>> base64_decode(std::string_view text) {
     for (char c : text)
         if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=')) return std::nullopt;
     std::vector<unsigned char> out(3 * text.size() / 4 + 1);
-    int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+    int n =
+        EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
     if (n < 0) return std::nullopt;
     // EVP_DecodeBlock counts padding as zero bytes: drop them.
     std::size_t pad = 0;
@@ -111,8 +111,10 @@ std::string base64url_encode(std::span<const unsigned char> bytes) {
     std::string s = base64_encode(bytes);
     while (!s.empty() && s.back() == '=') s.pop_back();
     for (char& c : s) {
-        if (c == '+') c = '-';
-        else if (c == '/') c = '_';
+        if (c == '+')
+            c = '-';
+        else if (c == '/')
+            c = '_';
     }
     return s;
 }
@@ -120,9 +122,12 @@ std::string base64url_encode(std::span<const unsigned char> bytes) {
 std::optional<std::vector<unsigned char>> base64url_decode(std::string_view text) {
     std::string s(text);
     for (char& c : s) {
-        if (c == '-') c = '+';
-        else if (c == '_') c = '/';
-        else if (c == '+' || c == '/' || c == '=') return std::nullopt;
+        if (c == '-')
+            c = '+';
+        else if (c == '_')
+            c = '/';
+        else if (c == '+' || c == '/' || c == '=')
+            return std::nullopt;
     }
     while (s.size() % 4 != 0) s.push_back('=');
     return base64_decode(s);

@@ -68,7 +68,8 @@ spdlog::sink_ptr shared_sink() {
 
 void apply_format(spdlog::logger& l) {
     if (g_format.load() == LogFormat::json)
-        l.set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n",%v})", spdlog::pattern_time_type::utc);
+        l.set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","logger":"%n",%v})",
+                      spdlog::pattern_time_type::utc);
     else
         l.set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %-5l %n: %v", spdlog::pattern_time_type::utc);
     l.set_level(g_level.load());
@@ -151,8 +152,10 @@ void log_event(spdlog::logger& log, spdlog::level::level_enum level, std::string
             line += ' ';
             line += k;
             line += '=';
-            if (needs_quotes(v)) append_json_string(line, v);
-            else line += v;
+            if (needs_quotes(v))
+                append_json_string(line, v);
+            else
+                line += v;
         }
     }
     // The string_view overload: no format-string parse and no copy into fmt's

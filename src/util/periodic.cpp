@@ -33,9 +33,11 @@ void PeriodicTask::loop() {
         try {
             work_();
         } catch (const std::exception& e) {
-            log_event(*logger("otad"), spdlog::level::err, "periodic task failed", {{"task", name_}, {"error", e.what()}});
+            log_event(*logger("otad"), spdlog::level::err, "periodic task failed",
+                      {{"task", name_}, {"error", e.what()}});
         } catch (...) {
-            log_event(*logger("otad"), spdlog::level::err, "periodic task failed", {{"task", name_}, {"error", "unknown"}});
+            log_event(*logger("otad"), spdlog::level::err, "periodic task failed",
+                      {{"task", name_}, {"error", "unknown"}});
         }
         lock.lock();
     }

@@ -27,8 +27,8 @@ using namespace otad::api;
 
 constexpr std::string_view kEtag = "\"5d41402abc4b2a76b9719d911017c592\"";
 constexpr std::int64_t kLastModified = 1'700'000'000;
-constexpr std::uint64_t kTotals[] = {0, 1, 2, 100, 1000, 1 << 20, std::numeric_limits<std::int64_t>::max(),
-                                     std::numeric_limits<std::uint64_t>::max()};
+constexpr std::uint64_t kTotals[] = {
+    0, 1, 2, 100, 1000, 1 << 20, std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::uint64_t>::max()};
 constexpr std::size_t kMaxParts[] = {kMaxRangeParts, 1, 2, 3};
 
 [[noreturn]] void contract_broken(const char* what) {
@@ -56,7 +56,8 @@ void check_ranges(const RangeRequest& request, std::uint64_t total, std::size_t 
         (void)content_range(r, total);
     }
     if (request.ranges.size() < 2) return;
-    MultipartPlan plan = plan_multipart_byteranges(request.ranges, total, "application/octet-stream", "fuzz-Boundary_1");
+    MultipartPlan plan =
+        plan_multipart_byteranges(request.ranges, total, "application/octet-stream", "fuzz-Boundary_1");
     if (plan.parts.size() != request.ranges.size()) contract_broken("multipart plan lost a part");
     std::uint64_t length = plan.trailer.size();
     for (const auto& part : plan.parts) length += part.header.size() + part.range.length();

@@ -64,8 +64,8 @@ constexpr unsigned kResetEvery = 2000;
 class TempDir {
 public:
     TempDir() {
-        std::string pattern = (std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp") +
-                              std::string("/otad-json-fuzz-XXXXXX");
+        std::string pattern =
+            (std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp") + std::string("/otad-json-fuzz-XXXXXX");
         if (::mkdtemp(pattern.data()) == nullptr) finding("mkdtemp failed");
         path_ = pattern;
     }
@@ -100,7 +100,8 @@ struct Fixture {
     domain::SigningKeyRing signing_keys{database, domain::SignatureAlgorithm::ed25519, &watch};
     domain::DeviceKeys device_keys{database, &watch};
     domain::DeviceRegistry registry{database, domain::DeviceRegistryOptions{}};
-    domain::DeviceUpdates updates{database, signing_keys, url_signer, &registry, &watch, domain::DeviceUpdatesOptions{}};
+    domain::DeviceUpdates updates{database,  signing_keys, url_signer,
+                                  &registry, &watch,       domain::DeviceUpdatesOptions{}};
     api::Services services{config, database, blobs, catalogue, blob_cache, url_signer};
     api::Router router;
     std::string device_key;

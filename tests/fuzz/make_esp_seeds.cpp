@@ -92,9 +92,8 @@ int main(int argc, char** argv) {
 
     // ESP32 family: one valid app per chip name the builder knows, declared as that chip.
     const std::pair<const char*, Chip> chips[] = {
-        {"esp32", Chip::esp32},     {"esp32s2", Chip::esp32s2}, {"esp32s3", Chip::esp32s3},
-        {"esp32c2", Chip::esp32c2}, {"esp32c3", Chip::esp32c3}, {"esp32c6", Chip::esp32c6},
-        {"esp32h2", Chip::esp32h2}, {"esp32p4", Chip::esp32p4},
+        {"esp32", Chip::esp32},     {"esp32s2", Chip::esp32s2}, {"esp32s3", Chip::esp32s3}, {"esp32c2", Chip::esp32c2},
+        {"esp32c3", Chip::esp32c3}, {"esp32c6", Chip::esp32c6}, {"esp32h2", Chip::esp32h2}, {"esp32p4", Chip::esp32p4},
     };
     for (const auto& [name, chip] : chips)
         write_seed(std::string(name) + "-app", chip, Layout::ota, 3, build_esp32_image(small_esp32(name)));
@@ -143,8 +142,7 @@ int main(int argc, char** argv) {
         for (int slot : {1, 2})
             write_seed("esp8266-v2-map" + std::to_string(map) + "-user" + std::to_string(slot), Chip::esp8266, layout,
                        slot, build_esp8266_v2_image(small_v2(slot, map)));
-    write_seed("esp8266-v2-generic", Chip::generic, Layout::nonos_512_512, 1,
-               build_esp8266_v2_image(small_v2(1, 2)));
+    write_seed("esp8266-v2-generic", Chip::generic, Layout::nonos_512_512, 1, build_esp8266_v2_image(small_v2(1, 2)));
     {
         Esp8266V2Spec s = small_v2(2, 2);
         s.app_byte = 0x04;  // SDK 1.x: a size byte, no slot: the irom-pointer census decides
@@ -153,9 +151,9 @@ int main(int argc, char** argv) {
         s.gen_appbin_padding = false;
         write_seed("esp8266-v2-esptool-padding", Chip::esp8266, Layout::nonos_512_512, 1, build_esp8266_v2_image(s));
     }
-    for (Break b : {Break::bad_magic, Break::truncated_header, Break::too_many_segments, Break::truncated_segment,
-                    Break::missing_checksum, Break::bad_checksum, Break::bad_crc, Break::bad_padding,
-                    Break::slot_swapped})
+    for (Break b :
+         {Break::bad_magic, Break::truncated_header, Break::too_many_segments, Break::truncated_segment,
+          Break::missing_checksum, Break::bad_checksum, Break::bad_crc, Break::bad_padding, Break::slot_swapped})
         write_seed("esp8266-v2-" + std::string(to_string(b)), Chip::esp8266, Layout::nonos_512_512, 1,
                    build_esp8266_v2_image(small_v2(1, 2), b));
 

@@ -136,9 +136,7 @@ std::string bootloader_desc_bytes(const AppDescSpec& a) {
     return d;
 }
 
-std::uint32_t round_up(std::uint64_t v, std::uint32_t to) {
-    return static_cast<std::uint32_t>((v + to - 1) / to * to);
-}
+std::uint32_t round_up(std::uint64_t v, std::uint32_t to) { return static_cast<std::uint32_t>((v + to - 1) / to * to); }
 
 // Zeros so the checksum byte that follows ends a 16-byte block (esptool style).
 void pad_for_checksum(std::string& out) {
@@ -261,8 +259,8 @@ std::string build_esp32_image(const Esp32Spec& spec_in, Break broken) {
     // Size of the file without the last segment's data: header, segment headers,
     // other data, 1..16 bytes of padding+checksum, hash, trailer.
     if (spec.min_size > 0) {
-        std::uint64_t fixed = 24 + 8 * spec.segments.size() + 4 /* pad 3 + checksum */ +
-                              (spec.hash_appended ? 32 : 0) + spec.trailer.size();
+        std::uint64_t fixed = 24 + 8 * spec.segments.size() + 4 /* pad 3 + checksum */ + (spec.hash_appended ? 32 : 0) +
+                              spec.trailer.size();
         for (std::size_t i = 0; i + 1 < spec.segments.size(); ++i) fixed += spec.segments[i].length;
         if (spec.min_size > fixed) {
             auto& last = spec.segments.back();
@@ -277,13 +275,13 @@ std::string build_esp32_image(const Esp32Spec& spec_in, Break broken) {
     put8(out, spec.spi_mode);
     put8(out, static_cast<std::uint8_t>((spec.spi_size << 4) | (spec.spi_speed & 0x0F)));
     put32(out, spec.entry_addr);
-    put8(out, 0xEE);        // wp_pin disabled
-    out.append(3, '\0');    // spi_pin_drv
+    put8(out, 0xEE);      // wp_pin disabled
+    out.append(3, '\0');  // spi_pin_drv
     put16(out, *chip_id);
     put8(out, spec.min_chip_rev);
     put16(out, spec.min_chip_rev_full);
     put16(out, spec.max_chip_rev_full);
-    out.append(4, '\0');    // reserved
+    out.append(4, '\0');  // reserved
     put8(out, spec.hash_appended ? 1 : 0);
 
     Filler filler(spec.seed);
@@ -317,14 +315,23 @@ std::string build_esp32_image(const Esp32Spec& spec_in, Break broken) {
     out += spec.trailer;
 
     switch (broken) {
-        case Break::bad_magic: out[0] = static_cast<char>(0xE8); break;
-        case Break::truncated_header: out.resize(10); break;
+        case Break::bad_magic:
+            out[0] = static_cast<char>(0xE8);
+            break;
+        case Break::truncated_header:
+            out.resize(10);
+            break;
         case Break::truncated_segment:
             out.resize(last_data_at + spec.segments.back().length / 2);
             break;
-        case Break::missing_checksum: out.resize(segments_end); break;
-        case Break::truncated_hash: out.resize(checksum_end + 10); break;
-        default: break;
+        case Break::missing_checksum:
+            out.resize(segments_end);
+            break;
+        case Break::truncated_hash:
+            out.resize(checksum_end + 10);
+            break;
+        default:
+            break;
     }
     return out;
 }
@@ -407,13 +414,26 @@ std::string build_esp8266_classic_image(const Esp8266ClassicSpec& spec_in, Break
     if (spec.erased_fill) fill_to_sector(out);
 
     switch (broken) {
-        case Break::bad_magic: out[0] = static_cast<char>(0xE8); break;
-        case Break::truncated_header: out.resize(5); break;
-        case Break::truncated_segment: out.resize(last_data_at + spec.segments.back().length / 2); break;
-        case Break::missing_checksum: out.resize(segments_end); break;
-        case Break::flipped_byte: out[last_data_at / 2] = static_cast<char>(out[last_data_at / 2] ^ 0x10); break;
-        case Break::flipped_last_byte: out.back() = static_cast<char>(out.back() ^ 0x01); break;
-        default: break;
+        case Break::bad_magic:
+            out[0] = static_cast<char>(0xE8);
+            break;
+        case Break::truncated_header:
+            out.resize(5);
+            break;
+        case Break::truncated_segment:
+            out.resize(last_data_at + spec.segments.back().length / 2);
+            break;
+        case Break::missing_checksum:
+            out.resize(segments_end);
+            break;
+        case Break::flipped_byte:
+            out[last_data_at / 2] = static_cast<char>(out[last_data_at / 2] ^ 0x10);
+            break;
+        case Break::flipped_last_byte:
+            out.back() = static_cast<char>(out.back() ^ 0x01);
+            break;
+        default:
+            break;
     }
     return out;
 }
@@ -439,8 +459,7 @@ std::string build_arduino_image(const ArduinoSpec& spec_in, Break broken) {
     std::size_t segments_end = 0;
     auto no_data = [](std::size_t, const SegmentSpec&) { return std::string(); };
     write_classic_image(out, spec.flash_mode, size_freq, spec.eboot_entry, spec.eboot_segments,
-                        static_cast<std::uint8_t>(spec.eboot_segments.size()), filler, no_data, checksum,
-                        segments_end);
+                        static_cast<std::uint8_t>(spec.eboot_segments.size()), filler, no_data, checksum, segments_end);
     put8(out, checksum);
     if (out.size() > 0x1000) throw std::invalid_argument("eboot does not fit below 0x1000");
     const std::size_t fill_from = out.size();
@@ -469,17 +488,28 @@ std::string build_arduino_image(const ArduinoSpec& spec_in, Break broken) {
     if (spec.erased_fill) fill_to_sector(out);
 
     switch (broken) {
-        case Break::bad_magic: out[0] = static_cast<char>(0xE8); break;
-        case Break::truncated_header: out.resize(5); break;
-        case Break::truncated_segment: out.resize(last_data_at + spec.app_segments.back().length / 2); break;
-        case Break::missing_checksum: out.resize(segments_end); break;
+        case Break::bad_magic:
+            out[0] = static_cast<char>(0xE8);
+            break;
+        case Break::truncated_header:
+            out.resize(5);
+            break;
+        case Break::truncated_segment:
+            out.resize(last_data_at + spec.app_segments.back().length / 2);
+            break;
+        case Break::missing_checksum:
+            out.resize(segments_end);
+            break;
         case Break::flipped_byte: {
             const std::size_t at = 0x1018 + spec.app_segments[0].length / 2;
             out[at] = static_cast<char>(out[at] ^ 0x10);
             break;
         }
-        case Break::flipped_last_byte: out.back() = static_cast<char>(out.back() ^ 0x01); break;
-        default: break;
+        case Break::flipped_last_byte:
+            out.back() = static_cast<char>(out.back() ^ 0x01);
+            break;
+        default:
+            break;
     }
     return out;
 }
@@ -497,8 +527,7 @@ std::string build_esp8266_v2_image(const Esp8266V2Spec& spec_in, Break broken) {
     if (spec.min_size > 0) {
         std::uint64_t fixed = 16 + 8 + 16 + 1 + 4;  // headers, worst padding, checksum, CRC
         for (const auto& seg : spec.ram_segments) fixed += 8 + seg.length;
-        if (spec.min_size > fixed)
-            spec.irom_length = std::max(spec.irom_length, round_up(spec.min_size - fixed, 16));
+        if (spec.min_size > fixed) spec.irom_length = std::max(spec.irom_length, round_up(spec.min_size - fixed, 16));
     }
 
     std::uint8_t app = spec.app_byte.value_or(static_cast<std::uint8_t>(spec.slot));
@@ -551,10 +580,17 @@ std::string build_esp8266_v2_image(const Esp8266V2Spec& spec_in, Break broken) {
     put32(out, broken == Break::bad_crc ? crc + 1 : crc);
 
     switch (broken) {
-        case Break::truncated_header: out.resize(10); break;
-        case Break::truncated_segment: out.resize(last_data_at + spec.ram_segments.back().length / 2); break;
-        case Break::missing_checksum: out.resize(segments_end); break;
-        default: break;
+        case Break::truncated_header:
+            out.resize(10);
+            break;
+        case Break::truncated_segment:
+            out.resize(last_data_at + spec.ram_segments.back().length / 2);
+            break;
+        case Break::missing_checksum:
+            out.resize(segments_end);
+            break;
+        default:
+            break;
     }
     return out;
 }

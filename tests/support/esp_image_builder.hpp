@@ -74,9 +74,9 @@ struct Esp32Spec {
     bool bootloader_desc = true;
     AppDescSpec app;
     bool hash_appended = true;
-    std::uint8_t spi_mode = 2;   // DIO
+    std::uint8_t spi_mode = 2;  // DIO
     std::uint8_t spi_speed = 0;
-    std::uint8_t spi_size = 2;   // 4MB
+    std::uint8_t spi_size = 2;  // 4MB
     std::uint32_t entry_addr = 0x40081000;
     std::uint8_t min_chip_rev = 0;
     std::uint16_t min_chip_rev_full = 0;
@@ -104,7 +104,7 @@ struct Esp8266ClassicSpec {
     AppDescSpec app;
     std::uint64_t min_size = 0;  // grows the first segment
     std::string trailer;
-    bool erased_fill = false;    // 0xFF after everything up to a 4 KiB boundary
+    bool erased_fill = false;  // 0xFF after everything up to a 4 KiB boundary
     std::uint32_t seed = 1;
 };
 
@@ -119,35 +119,35 @@ Esp8266ClassicSpec esp8266_eboot_spec();
 // sketch's over the CRC placeholders as zeros); then add_crc: the file length
 // at 0x1010 and the CRC (poly 0x04C11DB7, MSB first) of the file at 0x1014.
 struct ArduinoSpec {
-    std::uint8_t flash_mode = 2;   // DIO
-    std::uint8_t flash_size = 4;   // size nibble: 4M
-    std::uint8_t flash_freq = 0;   // 40 MHz
+    std::uint8_t flash_mode = 2;  // DIO
+    std::uint8_t flash_size = 4;  // size nibble: 4M
+    std::uint8_t flash_freq = 0;  // 40 MHz
     std::vector<SegmentSpec> eboot_segments = {{0x4010F000, 0x568}, {0x3FFE8000, 0x40}};
     std::uint32_t eboot_entry = 0x4010F29C;
     std::vector<SegmentSpec> app_segments = {
         {0x40201010, 0x8000}, {0x40100000, 0x1000}, {0x40101000, 0x100}, {0x3FFE8000, 0x400}, {0x3FFE8400, 0x300}};
     std::uint32_t app_entry = 0x401000E0;
-    bool with_crc = true;              // core >= 3.0; older builds have code at 0x1010
-    std::uint32_t signature_bytes = 0; // tools/signing.py: signature + u32 length
-    std::string trailer;               // bytes after everything else
-    bool erased_fill = false;          // 0xFF up to a 4 KiB boundary
-    std::uint64_t min_size = 0;        // grows .irom0.text
+    bool with_crc = true;               // core >= 3.0; older builds have code at 0x1010
+    std::uint32_t signature_bytes = 0;  // tools/signing.py: signature + u32 length
+    std::string trailer;                // bytes after everything else
+    bool erased_fill = false;           // 0xFF up to a 4 KiB boundary
+    std::uint64_t min_size = 0;         // grows .irom0.text
     std::uint32_t seed = 1;
 };
 
 struct Esp8266V2Spec {
-    int slot = 1;                         // 1 = user1, 2 = user2: app byte and link window
-    std::optional<std::uint8_t> app_byte{};// raw byte 3 override (SDK 1.x writes the size byte)
-    std::uint8_t flash_map = 2;           // SPI_SIZE_MAP (2 = 1 MB 512+512)
+    int slot = 1;                            // 1 = user1, 2 = user2: app byte and link window
+    std::optional<std::uint8_t> app_byte{};  // raw byte 3 override (SDK 1.x writes the size byte)
+    std::uint8_t flash_map = 2;              // SPI_SIZE_MAP (2 = 1 MB 512+512)
     std::uint8_t flash_mode = 0;
     std::uint8_t clk_div = 0;
     std::uint32_t entry_addr = 0x40100004;
     std::uint32_t irom_length = 0x10000;  // rounded up to 16
     // .text @0x40100000, .data, .rodata (gen_appbin order); lengths rounded up to 4.
     std::vector<SegmentSpec> ram_segments = {{0x40100000, 0x6000}, {0x3FFE8000, 0x400}, {0x3FFE8400, 0x1000}};
-    std::uint32_t irom_pointers = 16;     // words in .text pointing into the slot's irom link window
-    bool gen_appbin_padding = true;       // 1..16 zeros (gen_appbin) vs 0..15 (esptool)
-    std::uint64_t min_size = 0;           // grows the irom segment
+    std::uint32_t irom_pointers = 16;  // words in .text pointing into the slot's irom link window
+    bool gen_appbin_padding = true;    // 1..16 zeros (gen_appbin) vs 0..15 (esptool)
+    std::uint64_t min_size = 0;        // grows the irom segment
     std::uint32_t seed = 1;
 };
 

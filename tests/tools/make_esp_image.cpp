@@ -79,13 +79,20 @@ std::string fill_trailer(std::uint64_t n) {
 int main(int argc, char** argv) {
     // Flags without a value; every other option takes exactly one.
     const std::map<std::string, bool> known = {
-        {"--kind", true},         {"--out", true},          {"--size", true},       {"--seed", true},
-        {"--break", true},        {"--chip", true},         {"--version", true},    {"--project", true},
-        {"--idf-ver", true},      {"--secure-version", true}, {"--hash-appended", true}, {"--date", true},
-        {"--time", true},         {"--trailer-bytes", true}, {"--flash-map", true}, {"--rtos-app-desc", false},
-        {"--slot", true},         {"--app-byte", true},     {"--irom-size", true},  {"--irom-pointers", true},
-        {"--padding", true},      {"--help", false},        {"--erased-fill", false}, {"--no-sha256", false},
-        {"--no-crc", false},      {"--signature-bytes", true}, {"--boot", true},    {"--no-bootloader-desc", false},
+        {"--kind", true},          {"--out", true},
+        {"--size", true},          {"--seed", true},
+        {"--break", true},         {"--chip", true},
+        {"--version", true},       {"--project", true},
+        {"--idf-ver", true},       {"--secure-version", true},
+        {"--hash-appended", true}, {"--date", true},
+        {"--time", true},          {"--trailer-bytes", true},
+        {"--flash-map", true},     {"--rtos-app-desc", false},
+        {"--slot", true},          {"--app-byte", true},
+        {"--irom-size", true},     {"--irom-pointers", true},
+        {"--padding", true},       {"--help", false},
+        {"--erased-fill", false},  {"--no-sha256", false},
+        {"--no-crc", false},       {"--signature-bytes", true},
+        {"--boot", true},          {"--no-bootloader-desc", false},
     };
     std::map<std::string, std::string> opt;
     for (int i = 1; i < argc; ++i) {
@@ -182,8 +189,8 @@ int main(int argc, char** argv) {
         } else if (*kind == "esp8266-bootloader") {
             const std::string boot = get("--boot").value_or("nonos");
             if (boot != "nonos" && boot != "eboot") usage_error("--boot must be nonos or eboot");
-            auto spec = boot == "eboot" ? otad::testing::esp8266_eboot_spec()
-                                        : otad::testing::esp8266_nonos_bootloader_spec();
+            auto spec =
+                boot == "eboot" ? otad::testing::esp8266_eboot_spec() : otad::testing::esp8266_nonos_bootloader_spec();
             spec.trailer = fill_trailer(number("--trailer-bytes", 0));
             spec.seed = seed;
             image = otad::testing::build_esp8266_classic_image(spec, broken);
@@ -200,9 +207,12 @@ int main(int argc, char** argv) {
         } else if (*kind == "esp8266-v2") {
             otad::testing::Esp8266V2Spec spec;
             const std::string slot = get("--slot").value_or("user1");
-            if (slot == "user1") spec.slot = 1;
-            else if (slot == "user2") spec.slot = 2;
-            else usage_error("--slot must be user1 or user2");
+            if (slot == "user1")
+                spec.slot = 1;
+            else if (slot == "user2")
+                spec.slot = 2;
+            else
+                usage_error("--slot must be user1 or user2");
             spec.flash_map = static_cast<std::uint8_t>(number("--flash-map", 2));
             if (auto v = get("--app-byte")) spec.app_byte = static_cast<std::uint8_t>(parse_number("--app-byte", *v));
             spec.irom_length = static_cast<std::uint32_t>(number("--irom-size", spec.irom_length));

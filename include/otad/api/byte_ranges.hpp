@@ -54,8 +54,7 @@ struct RangeRequest {
 inline constexpr std::size_t kMaxRangeParts = 16;
 inline constexpr std::size_t kMaxRangeSpecs = 128;
 
-RangeRequest parse_range(std::string_view range_header, std::uint64_t total,
-                         std::size_t max_parts = kMaxRangeParts);
+RangeRequest parse_range(std::string_view range_header, std::uint64_t total, std::size_t max_parts = kMaxRangeParts);
 
 // "bytes S-E/T" for a 206 (or a multipart part); "bytes */T" for a 416.
 std::string content_range(const ByteRange& range, std::uint64_t total);
@@ -117,7 +116,7 @@ struct MultipartPart {
 struct MultipartPlan {
     std::string content_type;  // "multipart/byteranges; boundary=B" for the response header
     std::vector<MultipartPart> parts;
-    std::string trailer;             // "\r\n--B--\r\n"
+    std::string trailer;               // "\r\n--B--\r\n"
     std::uint64_t content_length = 0;  // exact total of headers, bytes and trailer
 };
 

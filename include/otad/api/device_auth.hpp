@@ -21,8 +21,8 @@ std::string_view presented_device_key(const Request& request);
 // ProblemError 401 when the product needs a key and none (or a wrong/revoked one,
 // or one of another product) was presented. `who` ("device:<id>" when the request
 // names its device; never a secret) goes with the refusal into the access log.
-std::optional<std::string> require_device_access(const Request& request, Services& services,
-                                                 std::int64_t product_id, std::string_view who = {});
+std::optional<std::string> require_device_access(const Request& request, Services& services, std::int64_t product_id,
+                                                 std::string_view who = {});
 
 // For a request about a device id the server does not know: throws the same 401
 // a missing or wrong key gets, unless the caller may be told the id is unknown

@@ -65,17 +65,17 @@ public:
 
 struct Request {
     Method method = Method::get;
-    std::string method_name;          // as sent, for logs and 405s
-    std::string target;               // raw request-target
-    std::string path;                 // percent-decoded path, no query
+    std::string method_name;                                 // as sent, for logs and 405s
+    std::string target;                                      // raw request-target
+    std::string path;                                        // percent-decoded path, no query
     std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
     Headers headers;
-    std::string remote_address;       // "ip:port"
-    bool secure = false;              // arrived over TLS
-    unsigned http_version = 11;       // 10 or 11
+    std::string remote_address;  // "ip:port"
+    bool secure = false;         // arrived over TLS
+    unsigned http_version = 11;  // 10 or 11
     std::optional<std::uint64_t> content_length;
-    std::string body;                 // whole body, for routes that buffer it
-    BodySource* body_source = nullptr;  // for routes that stream it
+    std::string body;                                        // whole body, for routes that buffer it
+    BodySource* body_source = nullptr;                       // for routes that stream it
     std::map<std::string, std::string, std::less<>> params;  // {name} captures of the route
 
     // First value of a query parameter.

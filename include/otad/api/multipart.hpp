@@ -37,7 +37,7 @@ std::string multipart_boundary(std::string_view content_type);
 struct MultipartLimits {
     std::size_t max_header_bytes = 8 * 1024;  // all header lines of one part
     std::size_t max_parts = 64;
-    std::size_t buffer_bytes = 256 * 1024;    // read buffer (at least 1 KiB)
+    std::size_t buffer_bytes = 256 * 1024;  // read buffer (at least 1 KiB)
 };
 
 struct PartHeaders {

@@ -13,8 +13,7 @@ namespace otad::api {
 
 // e.g. problem(404, "not-found", "no product named 'x'")
 Response problem(unsigned status, std::string_view type, std::string_view detail);
-Response problem(unsigned status, std::string_view type, std::string_view detail,
-                 const nlohmann::json& extra);
+Response problem(unsigned status, std::string_view type, std::string_view detail, const nlohmann::json& extra);
 std::string_view reason_phrase(unsigned status) noexcept;
 
 // Thrown by handlers and helpers to answer with a problem; the dispatcher turns it

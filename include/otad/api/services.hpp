@@ -29,7 +29,7 @@ struct Services {
     const config::Config& config;
     storage::Database& database;
     storage::BlobStore& blobs;
-    domain::Catalogue& catalogue;  // firmware catalogue (operator API)
+    domain::Catalogue& catalogue;         // firmware catalogue (operator API)
     domain::BlobCache& blob_cache;        // downloads: mapped blobs and lookups; invalidate on delete
     const domain::UrlSigner& url_signer;  // pre-signed /api/v1/blobs/<sha256> URLs
     // Device API (device_routes.cpp, docs/device-api.md). Null where not served (tests);
@@ -40,7 +40,7 @@ struct Services {
     domain::SigningKeyRing* signing_keys = nullptr;     // manifest signing keys, GET /api/v1/keys
     // Batched "last used" of operator tokens (require_operator records each use); null: not recorded.
     domain::TokenUsage* token_usage = nullptr;
-    domain::Rollouts* rollouts = nullptr;               // staged rollouts, tags, pins (docs/rollouts.md)
+    domain::Rollouts* rollouts = nullptr;  // staged rollouts, tags, pins (docs/rollouts.md)
 };
 
 }  // namespace otad::api

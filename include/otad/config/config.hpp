@@ -15,15 +15,15 @@ namespace otad::config {
 
 struct Config {
     std::string listen = "127.0.0.1:8443";
-    std::string http_listen;                // empty: no plain-HTTP listener
+    std::string http_listen;                    // empty: no plain-HTTP listener
     bool plain_http_serves_all_routes = false;  // false: only device routes on http_listen
     std::string data_dir = "otad-data";
-    std::string database;                   // empty: <data_dir>/otad.db
-    std::string tls_cert;                   // empty: self-signed, <data_dir>/tls/
+    std::string database;  // empty: <data_dir>/otad.db
+    std::string tls_cert;  // empty: self-signed, <data_dir>/tls/
     std::string tls_key;
     std::vector<std::string> tls_hostnames = {"localhost", "127.0.0.1", "::1"};
     std::uint64_t hsts_max_age_s = 31'536'000;  // Strict-Transport-Security on HTTPS; 0: off
-    std::string public_url;                 // empty: from the request's Host header
+    std::string public_url;                     // empty: from the request's Host header
     unsigned io_threads = 0;
     unsigned worker_threads = 4;
     std::string log_level = "info";
@@ -37,7 +37,7 @@ struct Config {
     std::uint64_t max_header_bytes = 8 * 1024;
     std::uint64_t max_body_bytes = 1024 * 1024;
     std::uint64_t max_artifact_bytes = 64ull * 1024 * 1024;
-    std::uint64_t max_connections = 0;      // 0: derived from the open-file limit (RLIMIT_NOFILE)
+    std::uint64_t max_connections = 0;  // 0: derived from the open-file limit (RLIMIT_NOFILE)
     std::uint64_t max_concurrent_downloads = 1'000;
     std::uint64_t retry_after_s = 10;
     std::uint64_t db_busy_timeout_ms = 5'000;
@@ -52,8 +52,8 @@ struct Config {
     std::uint64_t min_upload_rate_bytes_per_s = 4 * 1024;
     std::uint64_t max_buffered_body_bytes_total = 64ull * 1024 * 1024;
     std::uint64_t orphan_collect_interval_s = 3'600;  // 0: only at start-up
-    std::uint64_t rollout_tick_ms = 2'000;     // docs/rollouts.md: gate and hold checks
-    std::uint64_t rollout_time_scale = 1;      // holds and staleness run this many times faster (tests)
+    std::uint64_t rollout_tick_ms = 2'000;            // docs/rollouts.md: gate and hold checks
+    std::uint64_t rollout_time_scale = 1;             // holds and staleness run this many times faster (tests)
 
     std::filesystem::path database_path() const;
     std::filesystem::path tls_cert_path() const;

@@ -96,9 +96,9 @@ struct BlobCacheOptions {
 };
 
 struct BlobCacheStats {
-    std::uint64_t hits = 0;           // blob and artifact lookups answered from memory
-    std::uint64_t misses = 0;         // lookups that went to the database
-    std::uint64_t files_opened = 0;   // blob files opened and mapped
+    std::uint64_t hits = 0;          // blob and artifact lookups answered from memory
+    std::uint64_t misses = 0;        // lookups that went to the database
+    std::uint64_t files_opened = 0;  // blob files opened and mapped
     std::uint64_t evictions = 0;
     std::uint64_t invalidations = 0;  // entries dropped by invalidate*/clear
     std::size_t blobs = 0;            // entries now

@@ -104,9 +104,9 @@ struct UploadSpec {
     // Replace an artifact with different bytes. The caller has checked that the
     // operator is an admin; the catalogue still refuses once the release was offered.
     bool replace = false;
-    bool allow_version_mismatch = false;          // URL version may differ from the image's
-    bool allow_trailing_data = false;             // keep bytes after an ESP8266 image's end
-    std::optional<std::string> expected_sha256;   // 64 hex digits; a mismatch stores nothing
+    bool allow_version_mismatch = false;         // URL version may differ from the image's
+    bool allow_trailing_data = false;            // keep bytes after an ESP8266 image's end
+    std::optional<std::string> expected_sha256;  // 64 hex digits; a mismatch stores nothing
 };
 
 // An UploadSpec after validation and defaults: canonical names.
@@ -162,7 +162,7 @@ struct ReleaseInfo {
     std::string version;
     std::string notes;
     std::int64_t created_at = 0;
-    bool offered = false;               // a device was offered it: artifacts frozen
+    bool offered = false;  // a device was offered it: artifacts frozen
     std::size_t artifact_count = 0;
     std::vector<std::string> channels;  // channels pointing at it, by name
 };
@@ -183,8 +183,8 @@ struct ProductInfo {
 };
 
 struct ReleasePage {
-    std::vector<ReleaseInfo> releases;      // newest first by version order
-    std::optional<std::string> next_cursor; // opaque; absent on the last page
+    std::vector<ReleaseInfo> releases;       // newest first by version order
+    std::optional<std::string> next_cursor;  // opaque; absent on the last page
 };
 
 struct AuditPage {

@@ -56,7 +56,7 @@
 namespace otad::storage {
 class Database;
 class Connection;
-}
+}  // namespace otad::storage
 
 namespace otad::domain {
 
@@ -71,15 +71,15 @@ struct DeviceRegistryOptions {
     std::chrono::milliseconds flush_interval{1000};
     std::int64_t rollback_after_s = 3600;  // (b) above; <= 0 disables the timeout rule
     std::size_t max_pending = 1'000'000;
-    std::size_t max_known = 2'000'000;     // in-memory device states; cleared past it
+    std::size_t max_known = 2'000'000;  // in-memory device states; cleared past it
     std::int64_t last_seen_resolution_s = 60;
 };
 
 struct FlushStats {
-    std::size_t devices = 0;       // sightings written
-    std::size_t unchanged = 0;     // sightings within last_seen_resolution, not written
-    std::size_t events = 0;        // events appended
-    std::size_t rollbacks = 0;     // implicit rollbacks recorded
+    std::size_t devices = 0;    // sightings written
+    std::size_t unchanged = 0;  // sightings within last_seen_resolution, not written
+    std::size_t events = 0;     // events appended
+    std::size_t rollbacks = 0;  // implicit rollbacks recorded
     bool failed = false;
 };
 
@@ -157,8 +157,8 @@ private:
         std::optional<std::int64_t> offered_at;
         std::optional<std::string> last_status;
         std::optional<std::string> last_status_version;
-        std::uint64_t fields = 0;     // digest of the stored sighting's fields (all but the time)
-        std::int64_t last_seen = 0;   // as stored
+        std::uint64_t fields = 0;    // digest of the stored sighting's fields (all but the time)
+        std::int64_t last_seen = 0;  // as stored
     };
     static std::uint64_t fields_digest(const storage::DeviceSighting& s) noexcept;
     FlushStats flush_locked();  // holds write_mutex_

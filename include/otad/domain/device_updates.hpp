@@ -93,12 +93,12 @@ struct DeviceUpdatesOptions {
 
 struct PollRequest {
     std::string product;
-    std::int64_t product_id = 0;    // from product_id(product)
+    std::int64_t product_id = 0;  // from product_id(product)
     std::string channel = "stable";
     DeviceState device;
     std::string device_id;
-    std::string base_url;           // "scheme://host[:port]" of the request, for an empty public_url
-    std::string remote_address;     // recorded with the sighting
+    std::string base_url;        // "scheme://host[:port]" of the request, for an empty public_url
+    std::string remote_address;  // recorded with the sighting
 };
 
 struct SignedManifest {
@@ -143,8 +143,8 @@ struct DeviceUpdatesStats {
 
 class DeviceUpdates {
 public:
-    using Clock = std::function<std::int64_t()>;        // unix seconds
-    using Random = std::function<std::uint64_t()>;      // uniform 64-bit values
+    using Clock = std::function<std::int64_t()>;    // unix seconds
+    using Random = std::function<std::uint64_t()>;  // uniform 64-bit values
     // `registry` and `watch` may be null (no sightings recorded; caches only
     // dropped by invalidate()). Every reference must outlive this object.
     DeviceUpdates(storage::Database& database, SigningKeyRing& keys, const UrlSigner& urls, DeviceRegistry* registry,

@@ -105,7 +105,7 @@ struct InspectOptions {
 struct SegmentInfo {
     std::uint64_t header_offset = 0;  // file offset of the 8-byte segment header
     std::uint32_t load_addr = 0;
-    std::uint32_t length = 0;         // data bytes after the header
+    std::uint32_t length = 0;  // data bytes after the header
 };
 
 // esp_app_desc_t (256 bytes). Strings stop at the first NUL; bytes outside
@@ -157,9 +157,9 @@ struct ImageInfo {
     std::uint64_t file_size = 0;
 
     // The (second, for V2) 0xE9 header.
-    std::uint8_t spi_mode = 0;        // 0 QIO, 1 QOUT, 2 DIO, 3 DOUT, 4 FAST_READ, 5 SLOW_READ
-    std::uint8_t spi_speed = 0;       // low nibble of byte 3 (chip-specific meaning)
-    std::uint8_t spi_size = 0;        // high nibble of byte 3 (ESP32: 0 = 1MB .. 7 = 128MB; ESP8266: see below)
+    std::uint8_t spi_mode = 0;   // 0 QIO, 1 QOUT, 2 DIO, 3 DOUT, 4 FAST_READ, 5 SLOW_READ
+    std::uint8_t spi_speed = 0;  // low nibble of byte 3 (chip-specific meaning)
+    std::uint8_t spi_size = 0;   // high nibble of byte 3 (ESP32: 0 = 1MB .. 7 = 128MB; ESP8266: see below)
     std::uint32_t entry_addr = 0;
     // V2: RAM segments only (the irom segment is below); Arduino: the sketch's.
     std::vector<SegmentInfo> segments;
@@ -179,7 +179,7 @@ struct ImageInfo {
     // ESP8266 classic: found after the checksum (RTOS SDK v3 appends it without a flag).
     std::optional<std::array<std::uint8_t, 32>> appended_sha256;
 
-    std::optional<AppDescription> app_desc;  // ESP32 apps: always; ESP8266 classic: RTOS v3 apps
+    std::optional<AppDescription> app_desc;                // ESP32 apps: always; ESP8266 classic: RTOS v3 apps
     std::optional<BootloaderDescription> bootloader_desc;  // ESP32 bootloaders of IDF >= 5.2
 
     // Where the image's content ends, and what follows it. ESP32: a secure-boot
@@ -201,15 +201,15 @@ struct ImageInfo {
     std::optional<ArduinoSketch> arduino;
 
     // ESP8266 V2 (0xEA) only.
-    std::uint8_t v2_header_byte1 = 0;   // 4 in every known image
-    std::uint8_t v2_app_byte = 0;       // byte 3: 1 user1, 2 user2 (SDK >= 2.0); otherwise a size byte
-    std::string slot;                   // "user1", "user2" or "unknown" (from the app byte)
-    std::string link_slot;              // "user1", "user2" or "unknown" from the irom-pointer census
-    std::uint32_t irom_load_addr = 0;   // 0 in the file
+    std::uint8_t v2_header_byte1 = 0;  // 4 in every known image
+    std::uint8_t v2_app_byte = 0;      // byte 3: 1 user1, 2 user2 (SDK >= 2.0); otherwise a size byte
+    std::string slot;                  // "user1", "user2" or "unknown" (from the app byte)
+    std::string link_slot;             // "user1", "user2" or "unknown" from the irom-pointer census
+    std::uint32_t irom_load_addr = 0;  // 0 in the file
     std::uint32_t irom_length = 0;
     std::uint32_t irom_pointers_user1 = 0;  // RAM words pointing into the user1 irom window
     std::uint32_t irom_pointers_user2 = 0;  // ... into the user2 window (256+256 / 512+512 maps)
-    std::uint32_t crc = 0;              // stored == computed
+    std::uint32_t crc = 0;                  // stored == computed
 
     nlohmann::json to_json() const;
 };
@@ -268,8 +268,7 @@ InspectionResult inspect_esp_image(const ImageReader& reader, Chip declared_chip
 //  bad-slot        `slot` is not a slot of `layout` (see layout_allows_slot)
 //  slot-mismatch   a user1 build declared user2 or the reverse (app byte, or the
 //                  irom-pointer census when the app byte does not name a slot)
-std::optional<ImageError> check_declared(const ImageInfo& info, Chip chip, Layout layout,
-                                         std::string_view slot);
+std::optional<ImageError> check_declared(const ImageInfo& info, Chip chip, Layout layout, std::string_view slot);
 
 // The ESP8266 SDK's stored-CRC rule (gen_appbin.py, esptool esp8266_crc32):
 // c = CRC-32/zlib of the bytes; c + 1 if c < 2^31, else c XOR 0xFFFFFFFF.

@@ -40,6 +40,7 @@ PresignCheck verify_presigned(std::string_view secret, std::string_view path, st
 
 // See the header comment. window_seconds <= 0 means no rounding (now + min_validity).
 // min_validity < 0 counts as 0. Saturates instead of overflowing.
-std::int64_t expiry_window_end(std::int64_t now_unix, std::int64_t window_seconds, std::int64_t min_validity_seconds) noexcept;
+std::int64_t expiry_window_end(std::int64_t now_unix, std::int64_t window_seconds,
+                               std::int64_t min_validity_seconds) noexcept;
 
 }  // namespace otad::domain

@@ -104,14 +104,14 @@ struct RolloutFilter {
 
 // The gate's judgement of a rollout's counters.
 struct GateReading {
-    std::int64_t offered = 0;     // since the last forced resume
-    std::int64_t failing = 0;     // failed + silent, idem
+    std::int64_t offered = 0;  // since the last forced resume
+    std::int64_t failing = 0;  // failed + silent, idem
     std::int64_t rolled_back = 0;
     double failure_ratio = 0;
     double rollback_ratio = 0;
-    bool judged = false;          // offered >= min_devices (and > 0)
+    bool judged = false;  // offered >= min_devices (and > 0)
     bool breached = false;
-    std::string breach;           // "failure_ratio" / "rollback_ratio" / ""
+    std::string breach;  // "failure_ratio" / "rollback_ratio" / ""
     nlohmann::json to_json(const storage::RolloutGateLimits& limits) const;
 };
 GateReading read_gate(const storage::Rollout& rollout);
@@ -161,8 +161,8 @@ private:
 };
 
 struct RolloutOptions {
-    std::chrono::milliseconds tick{2000};   // how often the gate is judged and holds are checked
-    std::int64_t time_scale = 1;            // holds and staleness run this many times faster
+    std::chrono::milliseconds tick{2000};  // how often the gate is judged and holds are checked
+    std::int64_t time_scale = 1;           // holds and staleness run this many times faster
     storage::RolloutGateLimits default_gate;
     std::size_t max_stages = 20;
     std::size_t max_cached_products = 4096;
@@ -204,9 +204,9 @@ public:
     Rollouts(const Rollouts&) = delete;
     Rollouts& operator=(const Rollouts&) = delete;
 
-    void start();           // the background task (idempotent)
-    void stop() noexcept;   // idempotent
-    TickResult tick();      // one round now (the task calls it; tests too). Never throws.
+    void start();          // the background task (idempotent)
+    void stop() noexcept;  // idempotent
+    TickResult tick();     // one round now (the task calls it; tests too). Never throws.
 
     // --- operator actions: each audited in the transaction that makes it
     storage::Rollout create(std::string_view product, const RolloutSpec& spec, std::string_view actor);

@@ -30,7 +30,7 @@
 namespace otad::domain {
 
 enum class SignatureAlgorithm { es256, ed25519 };
-std::string_view to_string(SignatureAlgorithm alg) noexcept;  // "es256", "ed25519"
+std::string_view to_string(SignatureAlgorithm alg) noexcept;                                  // "es256", "ed25519"
 std::optional<SignatureAlgorithm> parse_signature_algorithm(std::string_view text) noexcept;  // exact, lower case
 
 class SigningError : public std::runtime_error {

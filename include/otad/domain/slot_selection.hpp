@@ -54,10 +54,10 @@ inline constexpr int kMaxOtaSlotCount = 16;
 struct DeviceState {
     Chip chip = Chip::generic;
     Layout layout = Layout::single;
-    std::string running_slot;                    // "user1", "ota_0", "factory", "" ...
-    std::string version;                         // as reported; "" = unknown
-    std::optional<std::uint32_t> secure_version; // esp_app_desc_t.secure_version / eFuse counter
-    int ota_slots = kDefaultOtaSlots;            // number of ota_* partitions (layout ota only)
+    std::string running_slot;                     // "user1", "ota_0", "factory", "" ...
+    std::string version;                          // as reported; "" = unknown
+    std::optional<std::uint32_t> secure_version;  // esp_app_desc_t.secure_version / eFuse counter
+    int ota_slots = kDefaultOtaSlots;             // number of ota_* partitions (layout ota only)
 };
 
 struct ChannelRelease {
@@ -81,12 +81,12 @@ struct Offer {
 };
 
 enum class NoUpdateReason {
-    up_to_date,             // release version equivalent to the device's
-    older_release,          // release is older and the channel does not allow rollback
-    no_artifact,            // release has nothing for this chip + layout
-    missing_slot_artifact,  // release lacks the build for the target slot
-    secure_version_too_low, // every fitting artifact is below the device's secure_version
-    no_target_slot,         // layout ota with one OTA slot, running from it
+    up_to_date,              // release version equivalent to the device's
+    older_release,           // release is older and the channel does not allow rollback
+    no_artifact,             // release has nothing for this chip + layout
+    missing_slot_artifact,   // release lacks the build for the target slot
+    secure_version_too_low,  // every fitting artifact is below the device's secure_version
+    no_target_slot,          // layout ota with one OTA slot, running from it
 };
 std::string_view to_string(NoUpdateReason reason) noexcept;
 

@@ -28,8 +28,8 @@ namespace otad::domain {
 class TokenUsage {
 public:
     using Clock = std::function<std::int64_t()>;  // unix seconds
-    TokenUsage(storage::Database& database, std::chrono::milliseconds flush_interval,
-               std::int64_t resolution_s = 60, Clock clock = {});
+    TokenUsage(storage::Database& database, std::chrono::milliseconds flush_interval, std::int64_t resolution_s = 60,
+               Clock clock = {});
     ~TokenUsage();  // stop()
     TokenUsage(const TokenUsage&) = delete;
     TokenUsage& operator=(const TokenUsage&) = delete;
@@ -53,7 +53,7 @@ private:
     std::unordered_map<std::int64_t, std::int64_t> pending_;  // id -> time to write
     std::unordered_map<std::int64_t, std::int64_t> queued_;   // id -> last time queued
     std::mutex flush_mutex_;                                  // one flush at a time
-    util::PeriodicTask task_;  // last: stops before the members it uses go
+    util::PeriodicTask task_;                                 // last: stops before the members it uses go
 };
 
 }  // namespace otad::domain

@@ -10,7 +10,9 @@
 
 #include "otad/domain/presigned_url.hpp"
 
-namespace otad::storage { class Database; }
+namespace otad::storage {
+class Database;
+}
 
 namespace otad::domain {
 

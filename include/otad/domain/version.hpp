@@ -61,9 +61,7 @@ int compare_semver(const SemVer& a, const SemVer& b) noexcept;
 int compare_versions(std::string_view a, std::string_view b) noexcept;
 
 inline bool version_less(std::string_view a, std::string_view b) noexcept { return compare_versions(a, b) < 0; }
-inline bool versions_equivalent(std::string_view a, std::string_view b) noexcept {
-    return compare_versions(a, b) == 0;
-}
+inline bool versions_equivalent(std::string_view a, std::string_view b) noexcept { return compare_versions(a, b) == 0; }
 
 // Comparator for std::sort / std::map (transparent).
 struct VersionLess {

@@ -19,15 +19,15 @@ bool is_secret_query_name(std::string_view decoded_name) noexcept;
 std::string redact_target(std::string_view target);
 
 struct AccessLogEntry {
-    std::string_view remote;      // "ip:port"
-    std::string_view method;      // as sent; "-" when the request line never parsed
-    std::string_view target;      // raw request-target: redacted by log_access
+    std::string_view remote;  // "ip:port"
+    std::string_view method;  // as sent; "-" when the request line never parsed
+    std::string_view target;  // raw request-target: redacted by log_access
     unsigned status = 0;
-    std::uint64_t bytes = 0;      // body bytes actually sent
+    std::uint64_t bytes = 0;  // body bytes actually sent
     std::uint64_t duration_ms = 0;
-    std::string_view principal;   // token name or device id; never a secret
+    std::string_view principal;  // token name or device id; never a secret
     bool tls = false;
-    unsigned version = 11;        // 10 or 11
+    unsigned version = 11;  // 10 or 11
 };
 
 // Writes the "request" event at info level on `access_log`. Never logs headers.

@@ -15,8 +15,8 @@
 namespace otad::net {
 
 struct ClientOptions {
-    std::filesystem::path ca_file;  // trust this PEM (e.g. otad's self-signed cert); empty: system store
-    bool insecure = false;          // skip certificate verification (loopback health checks only)
+    std::filesystem::path ca_file;     // trust this PEM (e.g. otad's self-signed cert); empty: system store
+    bool insecure = false;             // skip certificate verification (loopback health checks only)
     std::chrono::seconds timeout{60};  // per read/write
 };
 
@@ -24,7 +24,7 @@ struct ClientRequest {
     std::string method = "GET";
     std::string url;  // http:// or https://
     std::vector<std::pair<std::string, std::string>> headers;
-    std::string body;                            // used when body_file is empty
+    std::string body;                                // used when body_file is empty
     std::optional<std::filesystem::path> body_file;  // streamed from disk
     // Called as body bytes are sent: (sent, total).
     std::function<void(std::uint64_t, std::uint64_t)> on_progress;

@@ -11,8 +11,8 @@ namespace otad::net {
 
 struct RequestTarget {
     bool ok = false;
-    std::string error;  // why the target was refused, when !ok
-    std::string path;   // decoded, always starts with '/'
+    std::string error;                                       // why the target was refused, when !ok
+    std::string path;                                        // decoded, always starts with '/'
     std::vector<std::pair<std::string, std::string>> query;  // decoded ('+' is a space), in order
 };
 

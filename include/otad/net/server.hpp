@@ -19,7 +19,7 @@
 namespace otad::net {
 
 struct Endpoint {
-    std::string host;  // IP literal or name; "0.0.0.0" / "::" for all
+    std::string host;        // IP literal or name; "0.0.0.0" / "::" for all
     std::uint16_t port = 0;  // 0 picks a free port (tests)
 };
 
@@ -29,34 +29,34 @@ struct TlsOptions {
 };
 
 struct ServerOptions {
-    std::optional<Endpoint> https;    // HTTPS listener
-    std::optional<Endpoint> http;     // optional plain-HTTP listener (legacy devices)
+    std::optional<Endpoint> https;  // HTTPS listener
+    std::optional<Endpoint> http;   // optional plain-HTTP listener (legacy devices)
     TlsOptions tls;
-    unsigned io_threads = 0;          // 0: hardware concurrency
-    unsigned worker_threads = 4;      // handlers that block (SQLite, fsync)
+    unsigned io_threads = 0;      // 0: hardware concurrency
+    unsigned worker_threads = 4;  // handlers that block (SQLite, fsync)
     std::chrono::milliseconds handshake_timeout{10'000};
-    std::chrono::milliseconds header_timeout{10'000};   // whole request header (and a new connection's first byte)
+    std::chrono::milliseconds header_timeout{10'000};  // whole request header (and a new connection's first byte)
     // A buffered body must arrive whole within body_timeout; a streamed one
     // (upload) may wait this long for each read, and beyond it must average
     // min_upload_rate (see streamed_read_deadline in request_framing.hpp).
     std::chrono::milliseconds body_timeout{30'000};
-    std::chrono::milliseconds send_timeout{30'000};     // response cut after this long without progress
-    std::chrono::milliseconds idle_timeout{60'000};     // keep-alive wait for the next request's first byte
-    std::chrono::milliseconds shutdown_timeout{10'000}; // in-flight grace on SIGTERM
-    std::uint32_t max_header_bytes = 8 * 1024;          // 431 past it
-    std::uint64_t max_body_bytes = 1024 * 1024;         // default per-route body limit
-    std::uint32_t max_connections = 20'000;             // accepted sockets at once (otad serve: plan_descriptors)
-    std::uint32_t max_concurrent_downloads = 1'000;     // 503 + Retry-After past it
+    std::chrono::milliseconds send_timeout{30'000};      // response cut after this long without progress
+    std::chrono::milliseconds idle_timeout{60'000};      // keep-alive wait for the next request's first byte
+    std::chrono::milliseconds shutdown_timeout{10'000};  // in-flight grace on SIGTERM
+    std::uint32_t max_header_bytes = 8 * 1024;           // 431 past it
+    std::uint64_t max_body_bytes = 1024 * 1024;          // default per-route body limit
+    std::uint32_t max_connections = 20'000;              // accepted sockets at once (otad serve: plan_descriptors)
+    std::uint32_t max_concurrent_downloads = 1'000;      // 503 + Retry-After past it
     // Streamed bodies (uploads) at once, each on a thread of the upload pool
     // (never the worker pool); 503 + Retry-After past it.
     std::uint32_t max_concurrent_uploads = 8;
-    std::uint64_t min_upload_rate = 4 * 1024;           // bytes/s an upload must average; 0: off
+    std::uint64_t min_upload_rate = 4 * 1024;  // bytes/s an upload must average; 0: off
     // Memory for buffered request bodies across all connections: a body's
     // Content-Length (or, chunked, the route's limit) is reserved before it is
     // read; 503 + Retry-After when the reservation does not fit.
     std::uint64_t max_buffered_body_bytes_total = 64ull * 1024 * 1024;
-    std::uint32_t retry_after_s = 10;                   // base of the jittered Retry-After
-    bool install_signal_handlers = true;                // SIGTERM/SIGINT: graceful stop; SIGHUP: reload_tls()
+    std::uint32_t retry_after_s = 10;     // base of the jittered Retry-After
+    bool install_signal_handlers = true;  // SIGTERM/SIGINT: graceful stop; SIGHUP: reload_tls()
     // The plain-HTTP listener serves only routes marked RouteOptions::on_plain_listener
     // (device routes); true serves every route there, operator tokens included, in clear.
     bool plain_http_serves_all_routes = false;
@@ -135,8 +135,7 @@ DescriptorPlan plan_descriptors(std::uint64_t open_file_limit, std::uint32_t con
 // The open-file limit plan_descriptors would like, to raise the soft limit to
 // (toward the hard one) before planning: room for the configured (or the largest
 // derived) number of connections plus the largest reserve.
-std::uint64_t wanted_open_files(std::uint32_t configured_max_connections, unsigned io_threads,
-                                unsigned worker_threads);
+std::uint64_t wanted_open_files(std::uint32_t configured_max_connections, unsigned io_threads, unsigned worker_threads);
 
 // Creates an ECDSA P-256 self-signed certificate (X.509 v3, SHA-256, valid ten
 // years) for `host_names` (DNS names or IP literals, as subjectAltName; empty:
@@ -146,8 +145,7 @@ std::uint64_t wanted_open_files(std::uint32_t configured_max_connections, unsign
 // key throws std::runtime_error (never overwritten). A name that is neither a DNS
 // name nor an IP literal throws std::invalid_argument. Returns true when it wrote
 // a certificate.
-bool ensure_self_signed_certificate(const std::filesystem::path& cert_file,
-                                    const std::filesystem::path& key_file,
+bool ensure_self_signed_certificate(const std::filesystem::path& cert_file, const std::filesystem::path& key_file,
                                     const std::vector<std::string>& host_names);
 
 }  // namespace otad::net

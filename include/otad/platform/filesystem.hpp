@@ -49,8 +49,8 @@ public:
     ~WritableFile();  // closes without syncing; never throws
 
     void write(std::string_view bytes);  // writes all of it (retries short writes, EINTR)
-    void sync();                          // fsync
-    void close();                         // reports a failed close
+    void sync();                         // fsync
+    void close();                        // reports a failed close
     bool is_open() const noexcept { return fd_ >= 0; }
     const std::filesystem::path& path() const noexcept { return path_; }
 

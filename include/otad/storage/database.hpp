@@ -48,10 +48,10 @@ enum class Durability {
 };
 
 struct DatabaseOptions {
-    std::filesystem::path path;                        // the database file; its directory must exist
-    std::chrono::milliseconds busy_timeout{5000};      // SQLite busy handler and pool/writer waits
-    std::size_t max_connections = 4;                   // pool size (opened lazily), at least 1
-    bool owner_only = true;                            // create/keep the file at 0600 (it holds keys)
+    std::filesystem::path path;                    // the database file; its directory must exist
+    std::chrono::milliseconds busy_timeout{5000};  // SQLite busy handler and pool/writer waits
+    std::size_t max_connections = 4;               // pool size (opened lazily), at least 1
+    bool owner_only = true;                        // create/keep the file at 0600 (it holds keys)
 };
 
 // A prepared statement borrowed from a connection's cache. Bind, step, read columns

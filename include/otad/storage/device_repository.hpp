@@ -78,10 +78,10 @@ struct DeviceEvent {
 struct DeviceFilter {
     std::optional<std::int64_t> product_id;
     std::optional<std::string> version;
-    std::optional<std::string> status;   // last_status
+    std::optional<std::string> status;  // last_status
     std::optional<std::string> channel;
     std::optional<std::string> after_id;
-    std::size_t limit = 100;             // clamped to 1..1000
+    std::size_t limit = 100;  // clamped to 1..1000
 };
 
 class DeviceRepository {
@@ -98,8 +98,7 @@ public:
     // Records that `version` was offered to the device; false if the device is unknown.
     bool record_offer(std::string_view device_id, std::string_view version, std::int64_t at);
     // Records a status report (e.g. "success", "failed"); false if the device is unknown.
-    bool record_status(std::string_view device_id, std::string_view status, std::string_view version,
-                       std::int64_t at);
+    bool record_status(std::string_view device_id, std::string_view status, std::string_view version, std::int64_t at);
 
     std::int64_t append_event(const NewDeviceEvent& event);
     // Newest first; events with id < before_id when given. limit clamped to 1..1000.

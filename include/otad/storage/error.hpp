@@ -13,16 +13,16 @@
 namespace otad::storage {
 
 enum class StorageErrorKind {
-    conflict,    // UNIQUE / PRIMARY KEY: the thing already exists
-    reference,   // FOREIGN KEY: refers to a missing row, or a row still referenced
-    invalid,     // CHECK / NOT NULL: a value the schema does not allow
-    rejected,    // a schema rule (trigger) refused it: append-only audit, offered release...
-    busy,        // the database or the connection pool stayed busy past the timeout
-    too_large,   // a blob exceeded its byte limit
-    mismatch,    // a blob's digest differs from the expected one
-    no_space,    // the file system is full (ENOSPC, EDQUOT, SQLITE_FULL): nothing was stored
-    io,          // file-system failure
-    internal,    // anything else (corruption, misuse...)
+    conflict,   // UNIQUE / PRIMARY KEY: the thing already exists
+    reference,  // FOREIGN KEY: refers to a missing row, or a row still referenced
+    invalid,    // CHECK / NOT NULL: a value the schema does not allow
+    rejected,   // a schema rule (trigger) refused it: append-only audit, offered release...
+    busy,       // the database or the connection pool stayed busy past the timeout
+    too_large,  // a blob exceeded its byte limit
+    mismatch,   // a blob's digest differs from the expected one
+    no_space,   // the file system is full (ENOSPC, EDQUOT, SQLITE_FULL): nothing was stored
+    io,         // file-system failure
+    internal,   // anything else (corruption, misuse...)
 };
 
 std::string_view to_string(StorageErrorKind kind) noexcept;
@@ -48,8 +48,7 @@ private:
 class BlobTooLarge : public StorageError {
 public:
     explicit BlobTooLarge(std::uint64_t limit)
-        : StorageError(StorageErrorKind::too_large,
-                       "blob exceeds the limit of " + std::to_string(limit) + " bytes"),
+        : StorageError(StorageErrorKind::too_large, "blob exceeds the limit of " + std::to_string(limit) + " bytes"),
           limit_(limit) {}
     std::uint64_t limit() const noexcept { return limit_; }
 

@@ -49,9 +49,9 @@ struct RolloutCounters {
 
 struct RolloutStage {
     int index = 0;
-    std::int32_t percent_bp = 10000;           // cumulative share, basis points
-    std::optional<std::int64_t> hold_s;        // nullopt: waits for an operator's advance
-    std::optional<std::int64_t> started_at;    // set when the stage became current
+    std::int32_t percent_bp = 10000;         // cumulative share, basis points
+    std::optional<std::int64_t> hold_s;      // nullopt: waits for an operator's advance
+    std::optional<std::int64_t> started_at;  // set when the stage became current
     RolloutCounters counters;
 };
 
@@ -66,7 +66,7 @@ struct Rollout {
     std::int64_t id = 0;
     std::int64_t product_id = 0;
     std::string channel;
-    std::optional<std::int64_t> base_release_id;    // null once a finished rollout's release was deleted
+    std::optional<std::int64_t> base_release_id;  // null once a finished rollout's release was deleted
     std::optional<std::int64_t> target_release_id;
     std::string base_version;
     std::string target_version;
@@ -74,13 +74,13 @@ struct Rollout {
     int current_stage = 0;
     std::int64_t stage_started_at = 0;
     std::optional<std::int64_t> paused_at;
-    std::string pause_reason;        // "", "operator", "gate"
+    std::string pause_reason;  // "", "operator", "gate"
     std::string pause_detail_json = "{}";
     bool revert = false;
     std::string filter_json = "{}";
     RolloutGateLimits gate;
     std::int64_t gate_base_offered = 0;
-    std::int64_t gate_base_failed = 0;     // failed + silent at a forced resume
+    std::int64_t gate_base_failed = 0;  // failed + silent at a forced resume
     std::int64_t gate_base_rolled_back = 0;
     std::int64_t created_at = 0;
     std::string created_by;

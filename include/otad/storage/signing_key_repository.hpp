@@ -36,7 +36,7 @@ public:
     void insert(const SigningKey& key);
     std::optional<SigningKey> get(std::string_view key_id);
     std::optional<SigningKey> active(SigningAlgorithm algorithm);
-    std::vector<SigningKey> list();  // oldest first, retired included
+    std::vector<SigningKey> list();        // oldest first, retired included
     bool retire(std::string_view key_id);  // false if unknown or already retired
 
 private:

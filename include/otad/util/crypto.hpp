@@ -33,11 +33,11 @@ std::string sha256_hex(std::string_view bytes);
 std::vector<unsigned char> sha256(std::string_view bytes);
 std::vector<unsigned char> hmac_sha256(std::string_view key, std::string_view message);
 
-std::string to_hex(std::span<const unsigned char> bytes);           // lower case
+std::string to_hex(std::span<const unsigned char> bytes);                  // lower case
 std::optional<std::vector<unsigned char>> from_hex(std::string_view hex);  // any case; nullopt if malformed
-std::string base64_encode(std::span<const unsigned char> bytes);    // standard alphabet, padded
+std::string base64_encode(std::span<const unsigned char> bytes);           // standard alphabet, padded
 std::optional<std::vector<unsigned char>> base64_decode(std::string_view text);
-std::string base64url_encode(std::span<const unsigned char> bytes); // no padding
+std::string base64url_encode(std::span<const unsigned char> bytes);  // no padding
 std::optional<std::vector<unsigned char>> base64url_decode(std::string_view text);
 
 // Cryptographically secure random bytes (RAND_bytes).

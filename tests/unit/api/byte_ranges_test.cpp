@@ -18,9 +18,9 @@ const RangeRequest kIgnore{RangeDisposition::ignore, {}};
 const RangeRequest kUnsatisfiable{RangeDisposition::unsatisfiable, {}};
 
 std::string describe(const RangeRequest& r) {
-    std::string out = r.disposition == RangeDisposition::ignore      ? "ignore"
+    std::string out = r.disposition == RangeDisposition::ignore    ? "ignore"
                       : r.disposition == RangeDisposition::partial ? "partial"
-                                                                     : "unsatisfiable";
+                                                                   : "unsatisfiable";
     for (const auto& b : r.ranges) out += " " + std::to_string(b.first) + "-" + std::to_string(b.last);
     return out;
 }

@@ -31,8 +31,7 @@ protected:
         store = std::make_unique<storage::BlobStore>(dir.path());
         cache = std::make_unique<domain::BlobCache>(*db, *store);
         catalogue = std::make_unique<domain::Catalogue>(*db, *store, domain::CatalogueOptions{}, cache.get());
-        services = std::make_unique<api::Services>(
-            api::Services{config, *db, *store, *catalogue, *cache, signer});
+        services = std::make_unique<api::Services>(api::Services{config, *db, *store, *catalogue, *cache, signer});
         api::add_download_routes(router, *services);
     }
 
@@ -93,7 +92,8 @@ protected:
     static std::string body_text(const Response& r) {
         std::string out;
         for (const auto& part : r.body) {
-            if (auto* s = std::get_if<std::string>(&part)) out += *s;
+            if (auto* s = std::get_if<std::string>(&part))
+                out += *s;
             else {
                 const auto& slice = std::get<api::FileSlice>(part);
                 out += slice.file->bytes(slice.offset, slice.length);
@@ -170,10 +170,12 @@ TEST_F(DownloadRoutesTest, SingleMultiUnsatisfiableAndMalformedRanges) {
     std::string type = header(multi, "Content-Type");
     ASSERT_EQ(type.rfind("multipart/byteranges; boundary=", 0), 0u) << type;
     std::string boundary = type.substr(type.find('=') + 1);
-    EXPECT_EQ(body_text(multi), "\r\n--" + boundary + "\r\nContent-Type: application/octet-stream\r\n" +
-                                    "Content-Range: bytes 0-1/10\r\n\r\n01\r\n--" + boundary +
-                                    "\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 8-9/10\r\n\r\n89"
-                                    "\r\n--" + boundary + "--\r\n");
+    EXPECT_EQ(body_text(multi),
+              "\r\n--" + boundary + "\r\nContent-Type: application/octet-stream\r\n" +
+                  "Content-Range: bytes 0-1/10\r\n\r\n01\r\n--" + boundary +
+                  "\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 8-9/10\r\n\r\n89"
+                  "\r\n--" +
+                  boundary + "--\r\n");
     EXPECT_EQ(header(multi, "Content-Range"), "<absent>");
 
     auto unsatisfiable = call(Method::get, path, {{"Range", "bytes=10-"}});
@@ -240,21 +242,27 @@ TEST_F(DownloadRoutesTest, PresignedUrls) {
     EXPECT_EQ(cache->stats().verified_urls, 1u);
 
     std::string old = std::to_string(now - 1);
-    auto expired = call(Method::get, path, {}, {{"expires", old}, {"sig", domain::presign_signature("unit-test-secret", path, now - 1)}});
+    auto expired = call(Method::get, path, {},
+                        {{"expires", old}, {"sig", domain::presign_signature("unit-test-secret", path, now - 1)}});
     EXPECT_EQ(expired.status, 403u);
     EXPECT_EQ(problem_type(expired), "url-expired");
-    auto expired_again = call(Method::get, path, {}, {{"expires", old}, {"sig", domain::presign_signature("unit-test-secret", path, now - 1)}});
+    auto expired_again =
+        call(Method::get, path, {},
+             {{"expires", old}, {"sig", domain::presign_signature("unit-test-secret", path, now - 1)}});
     EXPECT_EQ(problem_type(expired_again), "url-expired");  // remembered signature, still expired
     auto forged = call(Method::get, path, {}, {{"expires", expires}, {"sig", sig.substr(1) + "A"}});
     EXPECT_EQ(forged.status, 403u);
     EXPECT_EQ(problem_type(forged), "url-invalid");
-    auto other_blob = call(Method::get, "/api/v1/blobs/" + std::string(64, 'e'), {}, {{"expires", expires}, {"sig", sig}});
+    auto other_blob =
+        call(Method::get, "/api/v1/blobs/" + std::string(64, 'e'), {}, {{"expires", expires}, {"sig", sig}});
     EXPECT_EQ(other_blob.status, 403u);
     auto only_expires = call(Method::get, path, {}, {{"expires", expires}});
     EXPECT_EQ(only_expires.status, 403u);
     std::string missing_sha(64, 'd');
-    auto missing = call(Method::get, "/api/v1/blobs/" + missing_sha, {},
-                        {{"expires", expires}, {"sig", domain::presign_signature("unit-test-secret", "/api/v1/blobs/" + missing_sha, now + 100)}});
+    auto missing =
+        call(Method::get, "/api/v1/blobs/" + missing_sha, {},
+             {{"expires", expires},
+              {"sig", domain::presign_signature("unit-test-secret", "/api/v1/blobs/" + missing_sha, now + 100)}});
     EXPECT_EQ(missing.status, 404u);
 }
 

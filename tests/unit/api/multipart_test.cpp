@@ -14,7 +14,8 @@ namespace {
 // split boundaries, CRLFs and headers across reads at every position.
 class ChunkedBody final : public BodySource {
 public:
-    ChunkedBody(std::string bytes, std::vector<std::size_t> sizes) : bytes_(std::move(bytes)), sizes_(std::move(sizes)) {}
+    ChunkedBody(std::string bytes, std::vector<std::size_t> sizes)
+        : bytes_(std::move(bytes)), sizes_(std::move(sizes)) {}
     std::size_t read(std::span<char> out) override {
         std::size_t want = sizes_[reads_++ % sizes_.size()];
         std::size_t n = std::min({out.size(), want, bytes_.size() - offset_});
@@ -92,7 +93,7 @@ std::string binary_content() {
     s += "\r\n--" + kBoundary + "X\r\n";
     s += "\r\n-\r\n--\r\n\r\n";
     s += "\r\n--" + kBoundary + " x\r\n";  // padding followed by something other than CRLF
-    s += "\r\n\r\n";                        // ends in CRLFs: they belong to the content
+    s += "\r\n\r\n";                       // ends in CRLFs: they belong to the content
     return s;
 }
 
@@ -200,9 +201,9 @@ TEST(MultipartReader, UnreadPartsAreSkipped) {
 }
 
 TEST(MultipartReader, QuotedParametersWithEscapesAndSemicolons) {
-    const std::string body = "--" + kBoundary +
-                             "\r\nContent-Disposition: form-data; filename=\"a \\\"q\\\"; b.bin\"; name=file\r\n\r\nX\r\n" +
-                             closing();
+    const std::string body =
+        "--" + kBoundary +
+        "\r\nContent-Disposition: form-data; filename=\"a \\\"q\\\"; b.bin\"; name=file\r\n\r\nX\r\n" + closing();
     ChunkedBody source(body, {11});
     auto parts = read_all(source, kBoundary);
     ASSERT_EQ(parts.size(), 1u);
@@ -233,12 +234,13 @@ TEST(MultipartReader, MalformedBodiesThrowNamingTheProblem) {
     EXPECT_NE(error_of("--" + kBoundary + "\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nx\r\n" + closing())
                   .find("expected form-data"),
               std::string::npos);
-    EXPECT_NE(error_of("--" + kBoundary + "\r\nContent-Disposition: form-data\r\n\r\nx\r\n" + closing())
-                  .find("has no name"),
-              std::string::npos);
+    EXPECT_NE(
+        error_of("--" + kBoundary + "\r\nContent-Disposition: form-data\r\n\r\nx\r\n" + closing()).find("has no name"),
+        std::string::npos);
     EXPECT_NE(error_of("--" + kBoundary + "\r\nno colon here\r\n\r\nx\r\n" + closing()).find("malformed"),
               std::string::npos);
-    EXPECT_NE(error_of("--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"a\"\r\n").find("inside a part's headers"),
+    EXPECT_NE(error_of("--" + kBoundary + "\r\nContent-Disposition: form-data; name=\"a\"\r\n")
+                  .find("inside a part's headers"),
               std::string::npos);
     MultipartLimits small;
     small.max_header_bytes = 100;
@@ -275,8 +277,7 @@ TEST(MultipartReader, BodyLimitErrorsPassThrough) {
     ASSERT_TRUE(reader.next_part());
     char chunk[64];
     try {
-        while (reader.read(chunk) > 0) {
-        }
+        while (reader.read(chunk) > 0) {}
         FAIL() << "no error";
     } catch (const BodyError& e) {
         EXPECT_EQ(e.kind(), BodyError::Kind::too_large);

@@ -64,7 +64,8 @@ protected:
 TEST_F(RouteBodyPolicyTest, OnlyRoutesThatWriteTakeABodyAndTheyCheckTheCallerFirst) {
     ASSERT_FALSE(router.routes().empty());
     for (const auto& route : router.routes()) {
-        const bool writes = route.method == Method::post || route.method == Method::put || route.method == Method::patch;
+        const bool writes =
+            route.method == Method::post || route.method == Method::put || route.method == Method::patch;
         if (writes) {
             EXPECT_NE(route.options.body, BodyPolicy::none) << route.pattern;
             EXPECT_TRUE(static_cast<bool>(route.options.authorize)) << route.pattern;

@@ -38,8 +38,13 @@ TEST(Config, ShippedFileDocumentsEveryKeyWithItsDefault) {
 TEST(Config, LayersApplyInOrderDefaultsFileEnvFlags) {
     auto file = write_temp("layers.json", R"({ // comment allowed
         "listen": "127.0.0.1:9000", "worker_threads": 2, "log_level": "debug" })");
-    auto c = load(file, {{"OTAD_WORKER_THREADS", "3"}, {"OTAD_TLS_HOSTNAMES", "a.example, b.example"},
-                         {"PATH", "/bin"}, {"OTAD_BOOTSTRAP_TOKEN", "x"}, {"OTAD_TOKEN", "t"}, {"OTAD_SERVER", "https://x"}},
+    auto c = load(file,
+                  {{"OTAD_WORKER_THREADS", "3"},
+                   {"OTAD_TLS_HOSTNAMES", "a.example, b.example"},
+                   {"PATH", "/bin"},
+                   {"OTAD_BOOTSTRAP_TOKEN", "x"},
+                   {"OTAD_TOKEN", "t"},
+                   {"OTAD_SERVER", "https://x"}},
                   {{"log_level", "warn"}});
     EXPECT_EQ(c.listen, "127.0.0.1:9000");
     EXPECT_EQ(c.worker_threads, 3u);
@@ -54,16 +59,23 @@ TEST(Config, UnknownKeysAndBadValuesNameTheKey) {
     auto file = write_temp("unknown.json", R"({"listne": "x"})");
     EXPECT_NE(error_of([&] { load(file, {}, {}); }).find("unknown config key 'listne'"), std::string::npos);
     fs::remove(file);
-    EXPECT_NE(error_of([] { load(std::nullopt, {{"OTAD_WORKER_THREADS", "many"}}, {}); })
-                  .find("'worker_threads' (environment variable OTAD_WORKER_THREADS): expected an integer"),
+    EXPECT_NE(error_of([] {
+                  load(std::nullopt, {{"OTAD_WORKER_THREADS", "many"}}, {});
+              }).find("'worker_threads' (environment variable OTAD_WORKER_THREADS): expected an integer"),
               std::string::npos);
     EXPECT_NE(error_of([] { load(std::nullopt, {{"OTAD_LISTN", "x"}}, {}); }).find("OTAD_LISTN"), std::string::npos);
-    EXPECT_NE(error_of([] { load(std::nullopt, {}, {{"log_format", "xml"}}); }).find("one of text|json"),
+    EXPECT_NE(error_of([] {
+                  load(std::nullopt, {}, {{"log_format", "xml"}});
+              }).find("one of text|json"),
               std::string::npos);
     EXPECT_NE(error_of([] { load(std::nullopt, {}, {{"listen", "8443"}}); }).find("'listen'"), std::string::npos);
-    EXPECT_NE(error_of([] { load(std::nullopt, {}, {{"tls_cert", "/a.pem"}}); }).find("set together"),
+    EXPECT_NE(error_of([] {
+                  load(std::nullopt, {}, {{"tls_cert", "/a.pem"}});
+              }).find("set together"),
               std::string::npos);
-    EXPECT_NE(error_of([] { load(std::nullopt, {}, {{"max_header_bytes", "10"}}); }).find("from 1024"),
+    EXPECT_NE(error_of([] {
+                  load(std::nullopt, {}, {{"max_header_bytes", "10"}});
+              }).find("from 1024"),
               std::string::npos);
     EXPECT_NE(error_of([] { load(fs::path("/nonexistent/otad.json"), {}, {}); }).find("cannot read"),
               std::string::npos);

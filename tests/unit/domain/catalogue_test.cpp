@@ -140,7 +140,8 @@ protected:
         return n;
     }
     std::size_t temp_files() {
-        return static_cast<std::size_t>(std::distance(fs::directory_iterator(blobs->temp_dir()), fs::directory_iterator()));
+        return static_cast<std::size_t>(
+            std::distance(fs::directory_iterator(blobs->temp_dir()), fs::directory_iterator()));
     }
     std::vector<storage::AuditEntry> audit() { return catalogue->list_audit(500, std::nullopt).entries; }
     std::size_t product_count() { return catalogue->list_products().size(); }
@@ -283,7 +284,8 @@ TEST_F(CatalogueTest, BrokenImagesAre422WithTheInspectorsCodeAndStoreNothing) {
     std::vector<Case> cases = {
         {esp32_image("1.0.0", "esp32", "p", 1, testing::Break::bad_checksum), spec_for("p", "1.0.0", "esp32"),
          "bad-checksum"},
-        {esp32_image("1.0.0", "esp32", "p", 1, testing::Break::bad_magic), spec_for("p", "1.0.0", "esp32"), "bad-magic"},
+        {esp32_image("1.0.0", "esp32", "p", 1, testing::Break::bad_magic), spec_for("p", "1.0.0", "esp32"),
+         "bad-magic"},
         {esp32_image("1.0.0", "esp32", "p", 1, testing::Break::bad_appended_hash), spec_for("p", "1.0.0", "esp32"),
          "bad-appended-hash"},
         {esp32_image("1.0.0", "esp32", "p", 1, testing::Break::truncated_segment), spec_for("p", "1.0.0", "esp32"),
@@ -365,10 +367,13 @@ TEST_F(CatalogueTest, Esp8266LayoutIsTakenFromTheImageWhenOmitted) {
     EXPECT_NE(std::string(e.what()).find("for layout 512+512"), std::string::npos) << e.what();
     testing::Esp8266V2Spec no_fota_map;
     no_fota_map.flash_map = 7;
-    e = error_of([&] { upload(testing::build_esp8266_v2_image(no_fota_map), spec_for("plug", "1.1.0", "esp8266", "", "user1")); });
+    e = error_of([&] {
+        upload(testing::build_esp8266_v2_image(no_fota_map), spec_for("plug", "1.1.0", "esp8266", "", "user1"));
+    });
     EXPECT_EQ(e.extra()["code"], "layout-mismatch");
-    EXPECT_EQ(std::string(e.what()), "layout was not given and the image does not state one: image flash size map 7 "
-                                     "has no FOTA layout");
+    EXPECT_EQ(std::string(e.what()),
+              "layout was not given and the image does not state one: image flash size map 7 "
+              "has no FOTA layout");
     EXPECT_EQ(blob_files(), 3u);
 }
 
@@ -422,7 +427,8 @@ TEST_F(CatalogueTest, AnOfferedThenDeletedVersionComesBackOnlyWithItsBytes) {
     EXPECT_EQ(blob_files(), 0u);
 
     // Other bytes for the same version and slot: refused, naming the version.
-    auto e = error_of([&] { upload(esp32_image("1.0.0", "esp32", "thermostat", 2), spec_for("thermostat", "1.0.0", "esp32")); });
+    auto e = error_of(
+        [&] { upload(esp32_image("1.0.0", "esp32", "thermostat", 2), spec_for("thermostat", "1.0.0", "esp32")); });
     EXPECT_EQ(e.kind(), Kind::conflict);
     EXPECT_EQ(e.code(), "release-was-offered");
     EXPECT_EQ(e.extra()["version"], "1.0.0");
@@ -545,7 +551,8 @@ TEST_F(CatalogueTest, FilenamesDefaultOrComeFromTheUploadWhenSafe) {
     EXPECT_EQ(catalogue->resolve(spec).filename, "passwd");
     spec.suggested_filename = "weird name.bin";
     EXPECT_EQ(catalogue->resolve(spec).filename, "firmware.bin");
-    for (const std::string& bad : std::vector<std::string>{"../x.bin", "a/b.bin", ".hidden", "a..b", "x y", std::string(129, 'a')}) {
+    for (const std::string& bad :
+         std::vector<std::string>{"../x.bin", "a/b.bin", ".hidden", "a..b", "x y", std::string(129, 'a')}) {
         spec.filename = bad;
         EXPECT_EQ(error_of([&] { catalogue->resolve(spec); }).code(), "invalid-filename") << bad;
     }

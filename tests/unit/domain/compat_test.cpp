@@ -69,9 +69,10 @@ std::string parse_error(const Fields& f) {
 }
 
 ArduinoArtifact art(std::int64_t id, Chip chip, std::string layout, std::string slot, std::uint64_t size = 400'000,
-                    std::string md5 = std::string(32, 'c'), std::string sha = "", std::string filename = "firmware.bin") {
-    return ArduinoArtifact{id, chip, std::move(layout), std::move(slot), std::move(filename), size, std::move(md5),
-                           std::move(sha)};
+                    std::string md5 = std::string(32, 'c'), std::string sha = "",
+                    std::string filename = "firmware.bin") {
+    return ArduinoArtifact{id,   chip,           std::move(layout), std::move(slot), std::move(filename),
+                           size, std::move(md5), std::move(sha)};
 }
 
 ArduinoArtifact fs_image(std::int64_t id, std::string filename, std::uint64_t size = 1'000'000) {
@@ -81,7 +82,8 @@ ArduinoArtifact fs_image(std::int64_t id, std::string filename, std::uint64_t si
 ArduinoServe expect_serve(const ArduinoDecision& d) {
     if (auto* s = std::get_if<ArduinoServe>(&d)) return *s;
     if (auto* n = std::get_if<ArduinoNotModified>(&d)) ADD_FAILURE() << "expected serve, got 304: " << n->detail;
-    if (auto* r = std::get_if<ArduinoRefused>(&d)) ADD_FAILURE() << "expected serve, got 403 " << r->type << ": " << r->detail;
+    if (auto* r = std::get_if<ArduinoRefused>(&d))
+        ADD_FAILURE() << "expected serve, got 403 " << r->type << ": " << r->detail;
     return {};
 }
 
@@ -157,9 +159,8 @@ TEST(ArduinoParse, BothFamiliesDecidedByUserAgent) {
 }
 
 TEST(ArduinoParse, MalformedInformationalHeadersAreIgnored) {
-    Fields f = {{"x-ESP32-mode", "sketch"},       {"x-ESP32-free-space", "10"},
-                {"x-ESP32-STA-MAC", "not-a-mac"},  {"x-ESP32-sketch-md5", "xyz"},
-                {"x-ESP32-sketch-sha256", "12"},   {"x-ESP32-sketch-size", "big"}};
+    Fields f = {{"x-ESP32-mode", "sketch"},    {"x-ESP32-free-space", "10"},    {"x-ESP32-STA-MAC", "not-a-mac"},
+                {"x-ESP32-sketch-md5", "xyz"}, {"x-ESP32-sketch-sha256", "12"}, {"x-ESP32-sketch-size", "big"}};
     ArduinoRequest r = parsed(f);
     EXPECT_EQ(r.device_id, "");
     EXPECT_EQ(r.sketch_md5, "");
@@ -179,11 +180,12 @@ TEST(NormalizeMac, AcceptedFormsAndRejects) {
 
 // ---- decide_arduino
 
-const ArduinoRelease kEsp8266Release{"1.1.0",
-                                     false,
-                                     {art(1, Chip::esp8266, "512+512", "user1"), art(2, Chip::esp8266, "512+512", "user2"),
-                                      art(3, Chip::esp32, "ota", ""), art(4, Chip::esp8266, "single", "", 300'000),
-                                      fs_image(5, "spiffs.bin"), art(6, Chip::generic, "single", "", 100)}};
+const ArduinoRelease kEsp8266Release{
+    "1.1.0",
+    false,
+    {art(1, Chip::esp8266, "512+512", "user1"), art(2, Chip::esp8266, "512+512", "user2"),
+     art(3, Chip::esp32, "ota", ""), art(4, Chip::esp8266, "single", "", 300'000), fs_image(5, "spiffs.bin"),
+     art(6, Chip::generic, "single", "", 100)}};
 
 TEST(ArduinoDecide, Esp8266SketchGetsTheSingleAppImageNeverANonosBuild) {
     ArduinoServe s = expect_serve(decide_arduino(parsed(esp8266_headers()), std::nullopt, kEsp8266Release));
@@ -192,17 +194,17 @@ TEST(ArduinoDecide, Esp8266SketchGetsTheSingleAppImageNeverANonosBuild) {
 }
 
 TEST(ArduinoDecide, VersionEquivalentOrNewerIs304) {
-    EXPECT_EQ(expect_not_modified(decide_arduino(parsed(esp8266_headers("sketch", "v1.1.0")), std::nullopt,
-                                                 kEsp8266Release)),
-              "device runs v1.1.0, the channel offers 1.1.0");
-    EXPECT_EQ(expect_not_modified(decide_arduino(parsed(esp8266_headers("sketch", "1.2.0")), std::nullopt,
-                                                 kEsp8266Release)),
-              "device runs 1.2.0, newer than the channel's 1.1.0 and the channel does not allow rollback");
+    EXPECT_EQ(
+        expect_not_modified(decide_arduino(parsed(esp8266_headers("sketch", "v1.1.0")), std::nullopt, kEsp8266Release)),
+        "device runs v1.1.0, the channel offers 1.1.0");
+    EXPECT_EQ(
+        expect_not_modified(decide_arduino(parsed(esp8266_headers("sketch", "1.2.0")), std::nullopt, kEsp8266Release)),
+        "device runs 1.2.0, newer than the channel's 1.1.0 and the channel does not allow rollback");
     ArduinoRelease rollback = kEsp8266Release;
     rollback.allow_rollback = true;
-    EXPECT_EQ(expect_serve(decide_arduino(parsed(esp8266_headers("sketch", "1.2.0")), std::nullopt, rollback))
-                  .artifact_id,
-              4);
+    EXPECT_EQ(
+        expect_serve(decide_arduino(parsed(esp8266_headers("sketch", "1.2.0")), std::nullopt, rollback)).artifact_id,
+        4);
 }
 
 TEST(ArduinoDecide, TooLargeForFreeSpaceIs403ButEqualFits) {
@@ -211,8 +213,9 @@ TEST(ArduinoDecide, TooLargeForFreeSpaceIs403ButEqualFits) {
         if (n == "x-ESP8266-free-space") v = "299999";
     ArduinoRefused r = expect_refused(decide_arduino(parsed(f), std::nullopt, kEsp8266Release));
     EXPECT_EQ(r.type, "too-large");
-    EXPECT_EQ(r.detail,
-              "the esp8266 image of release 1.1.0 is 300000 bytes; the device reports 299999 bytes of free sketch space");
+    EXPECT_EQ(
+        r.detail,
+        "the esp8266 image of release 1.1.0 is 300000 bytes; the device reports 299999 bytes of free sketch space");
     for (auto& [n, v] : f)
         if (n == "x-ESP8266-free-space") v = "300000";
     EXPECT_EQ(expect_serve(decide_arduino(parsed(f), std::nullopt, kEsp8266Release)).artifact_id, 4);
@@ -227,8 +230,9 @@ TEST(ArduinoDecide, ModeWithoutArtifactIs403) {
     ArduinoRelease no_fs{"1.1.0", false, {art(4, Chip::esp8266, "single", "")}};
     ArduinoRefused r = expect_refused(decide_arduino(parsed(esp8266_headers("spiffs")), std::nullopt, no_fs));
     EXPECT_EQ(r.type, "no-artifact");
-    EXPECT_EQ(r.detail,
-              "release 1.1.0 has no filesystem image (a generic artifact named spiffs*.bin or littlefs*.bin) for esp8266");
+    EXPECT_EQ(
+        r.detail,
+        "release 1.1.0 has no filesystem image (a generic artifact named spiffs*.bin or littlefs*.bin) for esp8266");
     ArduinoRelease nonos_only{"1.1.0", false, {art(1, Chip::esp8266, "512+512", "user1")}};
     r = expect_refused(decide_arduino(parsed(esp8266_headers()), std::nullopt, nonos_only));
     EXPECT_EQ(r.detail, "release 1.1.0 has no sketch (an app image of layout single or ota) for esp8266");
@@ -348,7 +352,8 @@ TEST(NonosDecide, NamedSlotOf512LayoutAndNeverTheOtherLink) {
     std::vector<CandidateArtifact> c = {cand(1, Chip::esp8266, Layout::nonos_512_512, "user1"),
                                         cand(2, Chip::esp8266, Layout::nonos_512_512, "user2"),
                                         cand(3, Chip::esp8266, Layout::single, "")};
-    EXPECT_EQ(expect_nonos_serve(decide_nonos(*parse_nonos_filename("user1.bin"), std::nullopt, "1.0", c)).artifact_id, 1);
+    EXPECT_EQ(expect_nonos_serve(decide_nonos(*parse_nonos_filename("user1.bin"), std::nullopt, "1.0", c)).artifact_id,
+              1);
     NonosServe s = expect_nonos_serve(decide_nonos(*parse_nonos_filename("user2.bin"), std::nullopt, "1.0", c));
     EXPECT_EQ(s.artifact_id, 2);
     EXPECT_EQ(s.layout, Layout::nonos_512_512);
@@ -359,7 +364,8 @@ TEST(NonosDecide, NamedSlotOf512LayoutAndNeverTheOtherLink) {
 
 TEST(NonosDecide, Layout1024FallsBackToTheOtherSlotsBuild) {
     std::vector<CandidateArtifact> c = {cand(5, Chip::esp8266, Layout::nonos_1024_1024, "user1")};
-    EXPECT_EQ(expect_nonos_serve(decide_nonos(*parse_nonos_filename("user2.bin"), std::nullopt, "1.0", c)).artifact_id, 5);
+    EXPECT_EQ(expect_nonos_serve(decide_nonos(*parse_nonos_filename("user2.bin"), std::nullopt, "1.0", c)).artifact_id,
+              5);
 }
 
 TEST(NonosDecide, LayoutFromQueryThenFileNameElseAmbiguous) {
@@ -373,15 +379,16 @@ TEST(NonosDecide, LayoutFromQueryThenFileNameElseAmbiguous) {
     EXPECT_EQ(expect_nonos_serve(decide_nonos(*parse_nonos_filename("user2.bin"), Layout::nonos_1024_1024, "1.0", c))
                   .artifact_id,
               6);
-    EXPECT_EQ(
-        expect_nonos_serve(decide_nonos(*parse_nonos_filename("user2.1024.new.2.bin"), std::nullopt, "1.0", c)).artifact_id,
-        2);
+    EXPECT_EQ(expect_nonos_serve(decide_nonos(*parse_nonos_filename("user2.1024.new.2.bin"), std::nullopt, "1.0", c))
+                  .artifact_id,
+              2);
     EXPECT_EQ(expect_nonos_missing(decide_nonos(*parse_nonos_filename("user2.bin"), Layout::ota, "1.0", c)),
               "layout ota is not an ESP8266 NONOS layout");
 }
 
 TEST(NonosDecide, ReleaseWithoutNonosBuilds) {
-    std::vector<CandidateArtifact> c = {cand(3, Chip::esp8266, Layout::single, ""), cand(4, Chip::esp32, Layout::ota, "")};
+    std::vector<CandidateArtifact> c = {cand(3, Chip::esp8266, Layout::single, ""),
+                                        cand(4, Chip::esp32, Layout::ota, "")};
     EXPECT_EQ(expect_nonos_missing(decide_nonos(*parse_nonos_filename("user1.bin"), std::nullopt, "3.0", c)),
               "release 3.0 has no ESP8266 NONOS (user1/user2) builds");
 }

@@ -137,7 +137,8 @@ TEST_F(DeviceKeysTest, OpenUntilTheFirstKeyThenEnforced) {
     auto listed = keys.list(thermo);
     ASSERT_EQ(listed.size(), 1u);
     EXPECT_FALSE(listed[0].active());
-    EXPECT_EQ(audit_actions(*db), (std::vector<std::string>{"device_key.create", "device_key.create", "device_key.revoke"}));
+    EXPECT_EQ(audit_actions(*db),
+              (std::vector<std::string>{"device_key.create", "device_key.create", "device_key.revoke"}));
 }
 
 TEST_F(DeviceKeysTest, UnknownDeviceIdsAreOnlyAdmittedToKeyHoldersOnceAnyProductHasKeys) {
@@ -192,8 +193,8 @@ TEST_F(DeviceKeysTest, NamesSecretsAndConflicts) {
 TEST(DeviceKeyStrengthTest, ShortOrRegularSuppliedSecretsAreRefusedRandomOnesPass) {
     // Refused, each for a reason the message names.
     for (std::string_view weak : {
-             std::string_view("0123456789abcdef"),                  // 16: the old minimum
-             std::string_view("7f3a9c04e1b85d26af0c93e7d14b6a5"),   // 31
+             std::string_view("0123456789abcdef"),                 // 16: the old minimum
+             std::string_view("7f3a9c04e1b85d26af0c93e7d14b6a5"),  // 31
              std::string_view("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
              std::string_view("abcdefghijklmnopqrstuvwxyzabcdef"),  // counts up
              std::string_view("passwordpasswordpasswordpassword"),  // repeats

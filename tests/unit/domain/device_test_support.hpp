@@ -27,11 +27,13 @@ using storage::testing::TempDir;
 class DatabaseTest : public storage::testing::MigratedDatabaseTest {
 protected:
     std::int64_t add_product(const std::string& name) {
-        return db->write([&](storage::Connection& c) { return storage::CatalogueRepository(c).create_product(name).id; });
+        return db->write(
+            [&](storage::Connection& c) { return storage::CatalogueRepository(c).create_product(name).id; });
     }
     std::int64_t add_release(std::int64_t product, const std::string& version) {
-        return db->write(
-            [&](storage::Connection& c) { return storage::CatalogueRepository(c).create_release(product, version).id; });
+        return db->write([&](storage::Connection& c) {
+            return storage::CatalogueRepository(c).create_release(product, version).id;
+        });
     }
     // An artifact whose "bytes" are `content` (only the digests matter here).
     storage::Artifact add_artifact(std::int64_t release, const std::string& chip, const std::string& layout,

@@ -64,8 +64,9 @@ protected:
         options.public_url = std::move(public_url);
         options.poll_interval_s = 3600;
         options.poll_jitter_s = 630;  // 630 / 63 = 10 s per bucket
-        updates = std::make_unique<DeviceUpdates>(*db, *keys, *urls, registry.get(), watch.get(), options,
-                                                  [this] { return now; }, [this] { return next_random; });
+        updates = std::make_unique<DeviceUpdates>(
+            *db, *keys, *urls, registry.get(), watch.get(), options, [this] { return now; },
+            [this] { return next_random; });
     }
     PollRequest esp32_poll(const std::string& version = "1.0.0", const std::string& slot = "ota_0") {
         PollRequest r;
@@ -131,7 +132,9 @@ TEST_F(DeviceUpdatesTest, PublicUrlWinsOverTheRequestHost) {
     auto out = updates->poll(esp32_poll());
     ASSERT_TRUE(out.manifest);
     auto body = nlohmann::json::parse(out.manifest->body);
-    EXPECT_EQ(body["url"].get<std::string>().rfind("https://cdn.example.com/api/v1/blobs/" + esp32_image.sha256 + "?expires=", 0), 0u)
+    EXPECT_EQ(body["url"].get<std::string>().rfind(
+                  "https://cdn.example.com/api/v1/blobs/" + esp32_image.sha256 + "?expires=", 0),
+              0u)
         << body["url"];
 }
 
@@ -192,11 +195,13 @@ TEST_F(DeviceUpdatesTest, FirstOfferMarksTheReleaseOfferedAndAuditsIt) {
     auto before = db->read([&](storage::Connection& c) { return storage::CatalogueRepository(c).get_release(v110); });
     EXPECT_FALSE(before->offered);
     updates->poll(esp32_poll("1.1.0"));  // up to date: not an offer
-    EXPECT_FALSE(db->read([&](storage::Connection& c) { return storage::CatalogueRepository(c).get_release(v110); })->offered);
+    EXPECT_FALSE(
+        db->read([&](storage::Connection& c) { return storage::CatalogueRepository(c).get_release(v110); })->offered);
 
     updates->poll(esp32_poll());
     updates->poll(esp32_poll());
-    EXPECT_TRUE(db->read([&](storage::Connection& c) { return storage::CatalogueRepository(c).get_release(v110); })->offered);
+    EXPECT_TRUE(
+        db->read([&](storage::Connection& c) { return storage::CatalogueRepository(c).get_release(v110); })->offered);
     auto audit = db->read([](storage::Connection& c) { return storage::AuditRepository(c).list(100); });
     int offered_entries = 0;
     for (const auto& e : audit)
@@ -258,7 +263,8 @@ TEST_F(DeviceUpdatesTest, UnknownChannelAndBadSlotAreErrors) {
         FAIL() << "expected DeviceUpdateError";
     } catch (const DeviceUpdateError& e) {
         EXPECT_EQ(e.kind(), DeviceUpdateError::Kind::bad_request);
-        EXPECT_STREQ(e.what(), "slot 'user1' is not valid for layout ota with 2 OTA slots; valid: factory, ota_0, ota_1");
+        EXPECT_STREQ(e.what(),
+                     "slot 'user1' is not valid for layout ota with 2 OTA slots; valid: factory, ota_0, ota_1");
     }
     EXPECT_EQ(updates->product_id("thermo"), product);
     EXPECT_FALSE(updates->product_id("nope").has_value());

@@ -73,8 +73,8 @@ private:
 
 TEST(EspChipId, MatchesEspIdfValuesBothWays) {
     const std::vector<std::pair<Chip, std::uint16_t>> expected = {
-        {Chip::esp32, 0x0000},   {Chip::esp32s2, 0x0002},  {Chip::esp32c3, 0x0005}, {Chip::esp32s3, 0x0009},
-        {Chip::esp32c2, 0x000C}, {Chip::esp32c6, 0x000D},  {Chip::esp32h2, 0x0010}, {Chip::esp32p4, 0x0012},
+        {Chip::esp32, 0x0000},    {Chip::esp32s2, 0x0002}, {Chip::esp32c3, 0x0005},  {Chip::esp32s3, 0x0009},
+        {Chip::esp32c2, 0x000C},  {Chip::esp32c6, 0x000D}, {Chip::esp32h2, 0x0010},  {Chip::esp32p4, 0x0012},
         {Chip::esp32c61, 0x0014}, {Chip::esp32c5, 0x0017}, {Chip::esp32h21, 0x0019}, {Chip::esp32h4, 0x001C},
         {Chip::esp32s31, 0x0020},
     };
@@ -155,9 +155,10 @@ TEST(EspImageEsp32, HeaderSegmentsChecksumHashAndAppDesc) {
     EXPECT_EQ(info.hash_appended_flag, 1);
     ASSERT_EQ(info.segments.size(), 4u);
     // ESP32-C3 DROM, DRAM, IRAM, IROM (the builder's per-chip defaults).
-    const std::vector<std::tuple<std::uint64_t, std::uint32_t, std::uint32_t>> segs = {
-        {24, 0x3C000020, 0x2000}, {0x2020, 0x3FC88000, 0x400}, {0x2428, 0x40380000, 0x1000},
-        {0x3430, 0x42000020, 0x8000}};
+    const std::vector<std::tuple<std::uint64_t, std::uint32_t, std::uint32_t>> segs = {{24, 0x3C000020, 0x2000},
+                                                                                       {0x2020, 0x3FC88000, 0x400},
+                                                                                       {0x2428, 0x40380000, 0x1000},
+                                                                                       {0x3430, 0x42000020, 0x8000}};
     for (std::size_t i = 0; i < segs.size(); ++i) {
         EXPECT_EQ(info.segments[i].header_offset, std::get<0>(segs[i])) << i;
         EXPECT_EQ(info.segments[i].load_addr, std::get<1>(segs[i])) << i;
@@ -191,8 +192,8 @@ TEST(EspImageEsp32, HeaderSegmentsChecksumHashAndAppDesc) {
 
 TEST(EspImageEsp32, FullWidthStringsAndNonAsciiBytesAreSafe) {
     Esp32Spec spec;
-    spec.app.version = std::string(32, 'v');       // no NUL terminator in the field
-    spec.app.project_name = "caf\xC3\xA9\x01";      // non-ASCII bytes
+    spec.app.version = std::string(32, 'v');    // no NUL terminator in the field
+    spec.app.project_name = "caf\xC3\xA9\x01";  // non-ASCII bytes
     const auto r = inspect_bytes(testing::build_esp32_image(spec), Chip::esp32);
     ASSERT_TRUE(r.ok()) << r.error().detail;
     EXPECT_EQ(r.info().app_desc->version, std::string(32, 'v'));
@@ -280,8 +281,9 @@ TEST(EspImageEsp32, ErrorDetailsNameOffsetsAndValues) {
     EXPECT_EQ(r.error().detail, "segment 3 at offset 0x3430 declares 32768 bytes but only 16384 remain");
 
     r = inspect_bytes(testing::build_esp32_image(spec, Break::wrong_chip_id), Chip::esp32c3);
-    EXPECT_EQ(r.error().detail, "file is an ESP32-S3 app image (chip_id 0x0009) but the declared chip is esp32c3; the image is "
-                                "for esp32s3");
+    EXPECT_EQ(r.error().detail,
+              "file is an ESP32-S3 app image (chip_id 0x0009) but the declared chip is esp32c3; the image is "
+              "for esp32s3");
 
     r = inspect_bytes(testing::build_esp32_image(spec, Break::too_many_segments), Chip::esp32c3);
     EXPECT_EQ(r.error().detail, "header at offset 0x0 declares 17 segments; at most 16 are allowed");
@@ -289,14 +291,19 @@ TEST(EspImageEsp32, ErrorDetailsNameOffsetsAndValues) {
     const std::string bad = testing::build_esp32_image(spec, Break::bad_checksum);
     r = inspect_bytes(bad, Chip::esp32c3);
     char expected[128];
-    std::snprintf(expected, sizeof expected, "checksum byte at offset 0xb43f is 0x%02x but the segment data gives 0x%02x",
+    std::snprintf(expected, sizeof expected,
+                  "checksum byte at offset 0xb43f is 0x%02x but the segment data gives 0x%02x",
                   static_cast<unsigned char>(bad[0xB43F]), static_cast<unsigned char>(bad[0xB43F] - 1));
     EXPECT_EQ(r.error().detail, expected);
 
-    r = inspect_bytes(std::string("\x7f" "ELF", 4), Chip::esp32);
+    r = inspect_bytes(std::string("\x7f"
+                                  "ELF",
+                                  4),
+                      Chip::esp32);
     EXPECT_EQ(r.error().code, "bad-magic");
-    EXPECT_EQ(r.error().detail,
-              "first byte is 0x7f; ESP images start with 0xe9 (ESP32 family, ESP8266 classic) or 0xea (ESP8266 FOTA V2)");
+    EXPECT_EQ(
+        r.error().detail,
+        "first byte is 0x7f; ESP images start with 0xe9 (ESP32 family, ESP8266 classic) or 0xea (ESP8266 FOTA V2)");
     EXPECT_EQ(error_code(inspect_bytes("", Chip::esp32)), "truncated-header");
 }
 
@@ -394,9 +401,9 @@ TEST(EspImageEsp8266Classic, RtosV3AppDescAndAppendedHash) {
               util::sha256_hex(std::string_view(image).substr(0, image.size() - 32)));
     EXPECT_EQ(r.info().trailing_bytes, 0u);
 
-    EXPECT_EQ(error_code(inspect_bytes(testing::build_esp8266_classic_image(spec, Break::bad_appended_hash),
-                                       Chip::esp8266)),
-              "bad-appended-hash");
+    EXPECT_EQ(
+        error_code(inspect_bytes(testing::build_esp8266_classic_image(spec, Break::bad_appended_hash), Chip::esp8266)),
+        "bad-appended-hash");
 }
 
 TEST(EspImageEsp8266Classic, EveryBrokenVariantGivesItsCode) {
@@ -518,8 +525,9 @@ TEST(EspImageEsp8266V2, BadCrcDetail) {
     ASSERT_EQ(error_code(r), "bad-crc");
     const std::uint32_t good = testing::esp8266_stored_crc(std::string_view(image).substr(0, image.size() - 4));
     char expected[160];
-    std::snprintf(expected, sizeof expected, "CRC at offset 0x17440 is 0x%08x but bytes 0..0x1743f give 0x%08x (CRC-32 0x%08x)",
-                  good + 1, good, testing::zlib_crc32(std::string_view(image).substr(0, image.size() - 4)));
+    std::snprintf(expected, sizeof expected,
+                  "CRC at offset 0x17440 is 0x%08x but bytes 0..0x1743f give 0x%08x (CRC-32 0x%08x)", good + 1, good,
+                  testing::zlib_crc32(std::string_view(image).substr(0, image.size() - 4)));
     EXPECT_EQ(r.error().detail, expected);
 }
 
@@ -529,11 +537,11 @@ TEST(EspImageEsp8266V2, BadCrcDetail) {
 TEST(EspImageEsp8266V2, HandComputedSmallExample) {
     std::string image;
     const unsigned char head[] = {0xEA, 4, 0, 1, 0x04, 0x00, 0x10, 0x40,  // V2 header, user1, entry 0x40100004
-                                  0, 0, 0, 0, 16, 0, 0, 0};              // irom segment: addr 0, 16 bytes
+                                  0,    0, 0, 0, 16,   0,    0,    0};    // irom segment: addr 0, 16 bytes
     image.append(reinterpret_cast<const char*>(head), sizeof head);
-    for (int i = 0; i < 16; ++i) image.push_back(static_cast<char>(i));  // irom 00..0f
-    const unsigned char head2[] = {0xE9, 1, 0, 0x20, 0x04, 0x00, 0x10, 0x40,  // 1 segment, map 2
-                                   0x00, 0x00, 0x10, 0x40, 15, 0, 0, 0};        // 15 bytes at 0x40100000
+    for (int i = 0; i < 16; ++i) image.push_back(static_cast<char>(i));             // irom 00..0f
+    const unsigned char head2[] = {0xE9, 1,    0,    0x20, 0x04, 0x00, 0x10, 0x40,  // 1 segment, map 2
+                                   0x00, 0x00, 0x10, 0x40, 15,   0,    0,    0};    // 15 bytes at 0x40100000
     image.append(reinterpret_cast<const char*>(head2), sizeof head2);
     for (int i = 1; i <= 15; ++i) image.push_back(static_cast<char>(i));  // 01..0f: XOR is 0
     image.append(16, '\0');
@@ -584,9 +592,12 @@ TEST(EspImageFamilies, ImageOfTheOtherFamilyIsAChipMismatch) {
               "file is an ESP32 app image (chip_id 0x0000) but the declared chip is esp8266; the image is for esp32");
     r = inspect_bytes(v2, Chip::esp32c3);
     EXPECT_EQ(error_code(r), "chip-mismatch");
-    EXPECT_EQ(r.error().detail, "file is an ESP8266 NONOS FOTA user bin (0xea) but the declared chip is esp32c3; the image is for esp8266");
+    EXPECT_EQ(
+        r.error().detail,
+        "file is an ESP8266 NONOS FOTA user bin (0xea) but the declared chip is esp32c3; the image is for esp8266");
     r = inspect_bytes(classic, Chip::esp32s3);
-    EXPECT_EQ(r.error().detail, "file is an ESP8266 RTOS SDK v3 app image but the declared chip is esp32s3; the image is for esp8266");
+    EXPECT_EQ(r.error().detail,
+              "file is an ESP8266 RTOS SDK v3 app image but the declared chip is esp32s3; the image is for esp8266");
     EXPECT_EQ(error_code(inspect_bytes(classic, Chip::esp32s3)), "chip-mismatch");
     EXPECT_EQ(error_code(inspect_bytes(esp32, Chip::esp32c6)), "chip-mismatch");
 
@@ -687,8 +698,9 @@ TEST(CheckDeclared, Esp8266ClassicIsNotAFotaUserBin) {
     ASSERT_TRUE(r.ok());
     const auto e = check_declared(r.info(), Chip::esp8266, Layout::nonos_512_512, "user1");
     EXPECT_EQ(e->code, "layout-mismatch");
-    EXPECT_EQ(e->detail, "layout 512+512 needs an ESP8266 NONOS FOTA user1/user2 bin (first byte 0xea), but the "
-                         "file is an ESP8266 RTOS SDK v3 app image");
+    EXPECT_EQ(e->detail,
+              "layout 512+512 needs an ESP8266 NONOS FOTA user1/user2 bin (first byte 0xea), but the "
+              "file is an ESP8266 RTOS SDK v3 app image");
     EXPECT_FALSE(check_declared(r.info(), Chip::esp8266, Layout::ota, "ota_0"));
     EXPECT_FALSE(check_declared(r.info(), Chip::esp8266, Layout::ota, ""));
 }
@@ -797,8 +809,9 @@ TEST(EspImageArduino, LengthWordThatDisagreesWithTheEndIsABadCrc) {
     image[0x1010] = static_cast<char>(image[0x1010] + 16);  // the file "should" be 16 bytes longer
     const auto r = inspect_bytes(image, Chip::esp8266);
     EXPECT_EQ(error_code(r), "bad-crc");
-    EXPECT_NE(r.error().detail.find("length word at offset 0x1010 says 43088 bytes but the image ends at offset 0xa840"),
-              std::string::npos)
+    EXPECT_NE(
+        r.error().detail.find("length word at offset 0x1010 says 43088 bytes but the image ends at offset 0xa840"),
+        std::string::npos)
         << r.error().detail;
 }
 
@@ -849,9 +862,9 @@ TEST(EspImageArduino, RtosAppNeedsItsAppendedHash) {
     Esp8266ClassicSpec spec;
     spec.append_sha256 = false;
     EXPECT_EQ(error_code(inspect_bytes(testing::build_esp8266_classic_image(spec), Chip::esp8266)), "truncated-hash");
-    EXPECT_EQ(error_code(inspect_bytes(testing::build_esp8266_classic_image({}, Break::flipped_last_byte),
-                                       Chip::esp8266)),
-              "bad-appended-hash");
+    EXPECT_EQ(
+        error_code(inspect_bytes(testing::build_esp8266_classic_image({}, Break::flipped_last_byte), Chip::esp8266)),
+        "bad-appended-hash");
     EXPECT_EQ(error_code(inspect_bytes(testing::build_esp8266_classic_image({}, Break::flipped_byte), Chip::esp8266)),
               "bad-checksum");
 }
@@ -864,13 +877,15 @@ TEST(CheckDeclared, Esp8266ClassicBuildsMatchTheirLayoutOnly) {
     auto e = check_declared(arduino, Chip::esp8266, Layout::ota, "");
     ASSERT_TRUE(e);
     EXPECT_EQ(e->code, "layout-mismatch");
-    EXPECT_EQ(e->detail, "file is an ESP8266 Arduino sketch bin (eboot, then the sketch at 0x1000), which layout "
-                         "single serves; layout ota is for ESP8266 RTOS SDK v3 and ESP-IDF apps");
+    EXPECT_EQ(e->detail,
+              "file is an ESP8266 Arduino sketch bin (eboot, then the sketch at 0x1000), which layout "
+              "single serves; layout ota is for ESP8266 RTOS SDK v3 and ESP-IDF apps");
     e = check_declared(rtos, Chip::esp8266, Layout::single, "");
     ASSERT_TRUE(e);
     EXPECT_EQ(e->code, "layout-mismatch");
-    EXPECT_EQ(e->detail, "file is an ESP8266 RTOS SDK v3 app image, which layout ota serves; layout single on ESP8266 "
-                         "is for Arduino sketch bins (eboot at 0x0, the sketch at 0x1000)");
+    EXPECT_EQ(e->detail,
+              "file is an ESP8266 RTOS SDK v3 app image, which layout ota serves; layout single on ESP8266 "
+              "is for Arduino sketch bins (eboot at 0x0, the sketch at 0x1000)");
     EXPECT_EQ(check_declared(arduino, Chip::esp8266, Layout::nonos_1024_1024, "user1")->code, "layout-mismatch");
     EXPECT_FALSE(check_declared(arduino, Chip::esp8266, Layout::single, ""));
     EXPECT_FALSE(check_declared(rtos, Chip::esp8266, Layout::ota, ""));
@@ -897,7 +912,8 @@ TEST(EspImageBootloader, Esp8266BootloadersAreRefusedAsSuch) {
         // Of another chip, it is first of all the wrong chip.
         const auto r = inspect_bytes(image, Chip::esp32c3);
         EXPECT_EQ(error_code(r), "chip-mismatch");
-        EXPECT_EQ(r.error().detail, "file is an ESP8266 bootloader but the declared chip is esp32c3; the image is for esp8266");
+        EXPECT_EQ(r.error().detail,
+                  "file is an ESP8266 bootloader but the declared chip is esp32c3; the image is for esp8266");
     }
 }
 
@@ -934,8 +950,9 @@ TEST(EspImageBootloader, EveryEsp32FamilyBootloaderIsRefused) {
               "never an update. Upload the application (build/<project>.bin)");
     c3.chip = "esp32";
     const auto e32 = inspect_bytes(testing::build_esp32_image(c3), Chip::esp32c3);
-    EXPECT_EQ(e32.error().detail, "file is an ESP32 bootloader (chip_id 0x0000) but the declared chip is esp32c3; the image is for "
-                                  "esp32");
+    EXPECT_EQ(e32.error().detail,
+              "file is an ESP32 bootloader (chip_id 0x0000) but the declared chip is esp32c3; the image is for "
+              "esp32");
 }
 
 TEST(EspImageBootloader, AnAppWithoutAppDescStaysBadAppDesc) {
@@ -955,11 +972,24 @@ TEST(EspImageBootloader, AnAppWithoutAppDescStaysBadAppDesc) {
 // fails with a known code or (for bytes no check covers) still parses; the
 // inspector never throws or reads out of bounds.
 TEST(EspImageRobustness, EveryByteFlipAndTruncation) {
-    const std::set<std::string> known = {
-        "ok",          "truncated-header", "bad-magic",         "too-many-segments", "truncated-segment",
-        "unaligned-segment", "missing-checksum", "bad-checksum", "truncated-hash",   "bad-appended-hash",
-        "bad-app-desc", "unknown-chip",    "chip-mismatch",     "bad-padding",       "bad-crc",
-        "bootloader",  "bad-load-address", "trailing-data"};
+    const std::set<std::string> known = {"ok",
+                                         "truncated-header",
+                                         "bad-magic",
+                                         "too-many-segments",
+                                         "truncated-segment",
+                                         "unaligned-segment",
+                                         "missing-checksum",
+                                         "bad-checksum",
+                                         "truncated-hash",
+                                         "bad-appended-hash",
+                                         "bad-app-desc",
+                                         "unknown-chip",
+                                         "chip-mismatch",
+                                         "bad-padding",
+                                         "bad-crc",
+                                         "bootloader",
+                                         "bad-load-address",
+                                         "trailing-data"};
     Esp32Spec esp32;
     esp32.segments = {{0x3F400020, 0x120}, {0x40080000, 0x40}};
     Esp8266V2Spec v2;
@@ -1021,9 +1051,8 @@ TEST(EspImageJson, Esp32AndV2Documents) {
     EXPECT_EQ(j.at("hash_appended"), 1);
     EXPECT_FALSE(j.contains("v2"));
 
-    const auto v2 = inspect_bytes(testing::build_esp8266_v2_image({.slot = 2, .flash_map = 4}), Chip::esp8266)
-                        .info()
-                        .to_json();
+    const auto v2 =
+        inspect_bytes(testing::build_esp8266_v2_image({.slot = 2, .flash_map = 4}), Chip::esp8266).info().to_json();
     EXPECT_EQ(v2.at("format"), "esp8266-v2");
     EXPECT_EQ(v2.at("chip"), "esp8266");
     EXPECT_EQ(v2.at("flash_size_map"), 4);

@@ -103,7 +103,7 @@ TEST(ExpiryWindowEnd, SameWindowSameExpiryAndMinimumValidityHolds) {
 }
 
 TEST(ExpiryWindowEnd, DegenerateInputs) {
-    EXPECT_EQ(expiry_window_end(1000, 0, 60), 1060);    // no rounding
+    EXPECT_EQ(expiry_window_end(1000, 0, 60), 1060);  // no rounding
     EXPECT_EQ(expiry_window_end(1000, -5, 60), 1060);
     EXPECT_EQ(expiry_window_end(1000, 300, -60), 1200);  // negative minimum counts as 0
     EXPECT_EQ(expiry_window_end(1200, 300, 0), 1200);

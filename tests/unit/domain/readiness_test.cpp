@@ -30,7 +30,8 @@ TEST_F(ReadinessTest, ReadyWhenBothTakeARealWrite) {
     EXPECT_TRUE(report.blob_dir.ok);
     EXPECT_GE(report.schema_version, 1);
     // The database probe wrote for real.
-    auto written = db->read([](otad::storage::Connection& c) { return otad::storage::SettingsRepository(c).get("readyz_probe"); });
+    auto written =
+        db->read([](otad::storage::Connection& c) { return otad::storage::SettingsRepository(c).get("readyz_probe"); });
     EXPECT_TRUE(written.has_value());
     EXPECT_TRUE(fs::is_empty(blobs->temp_dir()));
 }

@@ -47,8 +47,8 @@ TEST(RolloutBucket, IsTheDocumentedHashAndSpreadsEvenly) {
 TEST(RolloutFilter, AdmitsByAnyChipLayoutVersionAndEveryTag) {
     RolloutFilter none;
     EXPECT_TRUE(none.admits("esp32", "ota", "1.0.0", false));
-    auto f = RolloutFilter::from_json(json{{"chip", "ESP32"}, {"layout", {"ota"}}, {"version", {"v1.0.0", "0.9.0"}},
-                                           {"tags", {"lab", "beta"}}});
+    auto f = RolloutFilter::from_json(
+        json{{"chip", "ESP32"}, {"layout", {"ota"}}, {"version", {"v1.0.0", "0.9.0"}}, {"tags", {"lab", "beta"}}});
     EXPECT_EQ(f.chips, std::vector<std::string>{"esp32"});
     EXPECT_EQ(f.tags, (std::vector<std::string>{"beta", "lab"}));
     EXPECT_TRUE(f.admits("esp32", "ota", "1.0.0", true));  // v1.0.0 == 1.0.0
@@ -96,9 +96,9 @@ TEST(RolloutSpec, RefusesBadStagesAndNamesTheProblem) {
               std::string::npos);
     EXPECT_NE(detail(R"({"channel":"s","version":"1","stages":[{"percent":10}]})").find("last stage must be at 100"),
               std::string::npos);
-    EXPECT_NE(detail(R"({"channel":"s","version":"1","stages":[{"percent":0.125},{"percent":100}]})")
-                  .find("two decimals"),
-              std::string::npos);
+    EXPECT_NE(
+        detail(R"({"channel":"s","version":"1","stages":[{"percent":0.125},{"percent":100}]})").find("two decimals"),
+        std::string::npos);
     EXPECT_NE(detail(R"({"channel":"s","version":"1","stages":[{"percent":100,"hold_s":-1}]})").find("hold_s"),
               std::string::npos);
     EXPECT_NE(detail(R"({"channel":"s","version":"1","stages":[]})").find("stages"), std::string::npos);
@@ -315,7 +315,8 @@ TEST_F(RolloutsTest, ReportsAndPollsMoveTheCountersLikeARecount) {
     registry->flush();
     for (int i = 0; i < 10; ++i) registry->report({"d" + std::to_string(i), DeviceStatus::downloading, "", "", 0});
     for (int i = 10; i < 15; ++i) registry->report({"d" + std::to_string(i), DeviceStatus::failed, "", "", 0});
-    for (int i = 15; i < 20; ++i) registry->report({"d" + std::to_string(i), DeviceStatus::rolled_back, "1.1.0", "", 0});
+    for (int i = 15; i < 20; ++i)
+        registry->report({"d" + std::to_string(i), DeviceStatus::rolled_back, "1.1.0", "", 0});
     now += 5;
     for (int i = 20; i < 30; ++i) EXPECT_EQ(offered("d" + std::to_string(i), "1.1.0"), "");  // they run it now
     auto s = status(r.id);
@@ -451,10 +452,10 @@ TEST_F(RolloutsTest, PinsWinExcludedDevicesKeepTheBaseAndTheViewSaysWhy) {
     rollouts->exclude(in[0], "field trial", "token:ops");
     rollouts->pin(out[0], "1.1.0", "", "token:ops");
     rollouts->pin(in[1], "0.9.0", "debug", "token:ops");
-    EXPECT_EQ(offered(in[0]), "");          // in the cohort, but excluded: base
-    EXPECT_EQ(offered(out[0]), "1.1.0");    // outside the cohort, but pinned to the target
-    EXPECT_EQ(offered(in[1]), "0.9.0");     // pinned to an older release: offered (pins allow rollback)
-    EXPECT_EQ(offered(in[2]), "1.1.0");     // the rollout as usual
+    EXPECT_EQ(offered(in[0]), "");        // in the cohort, but excluded: base
+    EXPECT_EQ(offered(out[0]), "1.1.0");  // outside the cohort, but pinned to the target
+    EXPECT_EQ(offered(in[1]), "0.9.0");   // pinned to an older release: offered (pins allow rollback)
+    EXPECT_EQ(offered(in[2]), "1.1.0");   // the rollout as usual
 
     auto view = rollouts->device_view(in[1]);
     EXPECT_EQ(view["release_choice"]["source"], "pin");
@@ -534,8 +535,10 @@ TEST_F(RolloutsTest, OneActiveRolloutPerChannelAndTheErrorNamesIt) {
             EXPECT_EQ(e.code(), code);
         }
     };
-    expect_code("same-release", [&] { rollouts->abort("thermo", first.id, false, "x");
-                                      rollouts->create("thermo", spec({{10000, std::nullopt}}, "1.0.0"), "x"); });
+    expect_code("same-release", [&] {
+        rollouts->abort("thermo", first.id, false, "x");
+        rollouts->create("thermo", spec({{10000, std::nullopt}}, "1.0.0"), "x");
+    });
     expect_code("release-not-found", [&] { rollouts->create("thermo", spec({{10000, std::nullopt}}, "9.9"), "x"); });
     expect_code("product-not-found", [&] { rollouts->create("nope", spec({{10000, std::nullopt}}), "x"); });
     auto beta = spec({{10000, std::nullopt}});
@@ -647,13 +650,15 @@ TEST_F(RolloutsTest, StatusWithAMillionDevicesIsFastAndEqualsARecount) {
         std::snprintf(name, sizeof name, "m%07d", i);
         return std::string(name);
     };
-    db->write([&](storage::Connection& c) {
-        c.execute_script("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < " +
-                         std::to_string(kDevices) +
-                         ") INSERT INTO devices (id, product_id, chip, layout, slot, version, channel, first_seen,"
-                         " last_seen) SELECT printf('m%07d', i), " + std::to_string(product) +
-                         ", 'esp32', 'ota', 'ota_0', '1.0.0', 'stable', 1, 1 FROM n");
-    }, storage::Durability::normal);
+    db->write(
+        [&](storage::Connection& c) {
+            c.execute_script("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < " +
+                             std::to_string(kDevices) +
+                             ") INSERT INTO devices (id, product_id, chip, layout, slot, version, channel, first_seen,"
+                             " last_seen) SELECT printf('m%07d', i), " +
+                             std::to_string(product) + ", 'esp32', 'ota', 'ota_0', '1.0.0', 'stable', 1, 1 FROM n");
+        },
+        storage::Durability::normal);
     auto r = rollouts->create("thermo", spec({{1000, std::nullopt}, {5000, std::nullopt}, {10000, std::nullopt}}),
                               "token:ops");
     rollouts->advance("thermo", r.id, "token:ops");  // 50 %
@@ -664,21 +669,32 @@ TEST_F(RolloutsTest, StatusWithAMillionDevicesIsFastAndEqualsARecount) {
     for (int start = 0; start < kDevices; start += 10 * static_cast<int>(sightings.size())) {
         for (std::size_t k = 0; k < sightings.size(); ++k) {
             auto& s = sightings[k];
-            s = storage::DeviceSighting{device_name(start + 10 * static_cast<int>(k)), product, "esp32", "ota",
-                                        "ota_0", "1.0.0", "stable", std::nullopt, "", now};
+            s = storage::DeviceSighting{device_name(start + 10 * static_cast<int>(k)),
+                                        product,
+                                        "esp32",
+                                        "ota",
+                                        "ota_0",
+                                        "1.0.0",
+                                        "stable",
+                                        std::nullopt,
+                                        "",
+                                        now};
             const bool in = rollout_bucket(r.id, s.id) < 5000;
             batch[k] = {&s, in ? &target : nullptr, nullptr};
         }
         db->write([&](storage::Connection& c) { rollouts->on_flush(c, batch); }, storage::Durability::normal);
     }
     // Some of them report.
-    db->write([&](storage::Connection& c) {
-        for (int i = 0; i < kDevices; i += 970) {
-            storage::DeviceRepository devices(c);
-            auto d = devices.get(device_name(i));
-            rollouts->on_report(c, *d, (i / 970) % 2 ? DeviceStatus::failed : DeviceStatus::installed, "1.1.0", now);
-        }
-    }, storage::Durability::normal);
+    db->write(
+        [&](storage::Connection& c) {
+            for (int i = 0; i < kDevices; i += 970) {
+                storage::DeviceRepository devices(c);
+                auto d = devices.get(device_name(i));
+                rollouts->on_report(c, *d, (i / 970) % 2 ? DeviceStatus::failed : DeviceStatus::installed, "1.1.0",
+                                    now);
+            }
+        },
+        storage::Durability::normal);
 
     const auto started = std::chrono::steady_clock::now();
     auto s = rollouts->get("thermo", r.id);

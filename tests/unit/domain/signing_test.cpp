@@ -120,10 +120,10 @@ TEST(SigningHeader, KnownValue) {
 TEST(SigningHeader, ParseRejectsMalformed) {
     EXPECT_TRUE(parse_signature_header("keyid=ab,alg=ed25519,sig=AQID/g=="));
     EXPECT_TRUE(parse_signature_header("sig=AQID/g==, alg=es256 ,keyid=ab"));
-    for (const char* bad : {"", "keyid=ab,alg=es256", "keyid=ab,alg=rs256,sig=AQID", "keyid=ab,alg=es256,sig=!!!!",
-                            "keyid=,alg=es256,sig=AQID", "keyid=ab,alg=es256,sig=AQID,keyid=cd",
-                            "keyid=ab,alg=es256,sig=AQID,extra=1", "keyid=ab,alg=es256,sig=", "keyid=ab;alg=es256;sig=AQID",
-                            "keyid=ab,alg=es256,sig=AQID,"}) {
+    for (const char* bad :
+         {"", "keyid=ab,alg=es256", "keyid=ab,alg=rs256,sig=AQID", "keyid=ab,alg=es256,sig=!!!!",
+          "keyid=,alg=es256,sig=AQID", "keyid=ab,alg=es256,sig=AQID,keyid=cd", "keyid=ab,alg=es256,sig=AQID,extra=1",
+          "keyid=ab,alg=es256,sig=", "keyid=ab;alg=es256;sig=AQID", "keyid=ab,alg=es256,sig=AQID,"}) {
         EXPECT_FALSE(parse_signature_header(bad)) << bad;
     }
 }
@@ -144,7 +144,8 @@ TEST(SigningImport, RejectsGarbageAndUnsupportedKeys) {
     EXPECT_THROW(SigningKey::from_private_pem(key.public_pem()), SigningError);
 
     // Truncated base64 inside valid armour must not crash either.
-    EXPECT_THROW(SigningKey::from_private_pem("-----BEGIN PRIVATE KEY-----\nMIG2AgEAMBAGByqGSM49AgEG\n-----END PRIVATE KEY-----\n"),
+    EXPECT_THROW(SigningKey::from_private_pem(
+                     "-----BEGIN PRIVATE KEY-----\nMIG2AgEAMBAGByqGSM49AgEG\n-----END PRIVATE KEY-----\n"),
                  SigningError);
 }
 
@@ -200,8 +201,8 @@ TEST(SigningOpensslCli, Es256DerSignatureVerifiesWithOpensslDgst) {
     const auto sig = key.sign(kBody);
     write_file(dir.path / "sig.der", std::string_view(reinterpret_cast<const char*>(sig.data()), sig.size()));
 
-    const std::string verify = "openssl dgst -sha256 -verify " + q(dir.path / "pub.pem") + " -signature " +
-                               q(dir.path / "sig.der") + " ";
+    const std::string verify =
+        "openssl dgst -sha256 -verify " + q(dir.path / "pub.pem") + " -signature " + q(dir.path / "sig.der") + " ";
     auto good = run(dir, verify + q(dir.path / "body"));
     EXPECT_EQ(good.exit_code, 0) << good.output;
     EXPECT_EQ(good.output, "Verified OK\n");
@@ -234,11 +235,11 @@ TEST(SigningOpensslCli, Ed25519SignatureVerifiesWithOpensslPkeyutl) {
 
 TEST(SigningOpensslCli, KeysMadeByOpensslImportAndSignatureVerifies) {
     TempDir dir;
-    auto gen = run(dir, "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + q(dir.path / "ec.pem") +
-                            " && openssl genpkey -algorithm ED25519 -out " + q(dir.path / "ed.pem") +
-                            " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out " +
-                            q(dir.path / "p384.pem") + " && openssl pkey -in " + q(dir.path / "ec.pem") +
-                            " -pubout -out " + q(dir.path / "ec.pub"));
+    auto gen = run(
+        dir, "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + q(dir.path / "ec.pem") +
+                 " && openssl genpkey -algorithm ED25519 -out " + q(dir.path / "ed.pem") +
+                 " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out " + q(dir.path / "p384.pem") +
+                 " && openssl pkey -in " + q(dir.path / "ec.pem") + " -pubout -out " + q(dir.path / "ec.pub"));
     ASSERT_EQ(gen.exit_code, 0) << gen.output;
 
     const auto ec = SigningKey::from_private_pem(read_file(dir.path / "ec.pem"));

@@ -53,17 +53,26 @@ struct SlotCase {
 
 TEST(TargetSlot, EveryLayoutAndRunningSlot) {
     const std::vector<SlotCase> cases = {
-        {Layout::nonos_256_256, "user1", 2, "user2"},   {Layout::nonos_256_256, "user2", 2, "user1"},
-        {Layout::nonos_512_512, "user1", 2, "user2"},   {Layout::nonos_512_512, "user2", 2, "user1"},
-        {Layout::nonos_1024_1024, "user1", 2, "user2"}, {Layout::nonos_1024_1024, "user2", 2, "user1"},
-        {Layout::nonos_512_512, "USER1", 2, "user2"},   // case-insensitive
-        {Layout::ota, "factory", 2, "ota_0"},           {Layout::ota, "ota_0", 2, "ota_1"},
-        {Layout::ota, "ota_1", 2, "ota_0"},             // wrap-around, N=2
-        {Layout::ota, "factory", 3, "ota_0"},           {Layout::ota, "ota_0", 3, "ota_1"},
-        {Layout::ota, "ota_1", 3, "ota_2"},             {Layout::ota, "ota_2", 3, "ota_0"},  // wrap-around, N=3
-        {Layout::ota, "ota_14", 16, "ota_15"},          {Layout::ota, "ota_15", 16, "ota_0"},
-        {Layout::ota, "factory", 1, "ota_0"},           {Layout::ota, "ota_0", 1, "ota_0"},
-        {Layout::single, "", 2, ""},                    {Layout::single, "whatever", 2, ""},
+        {Layout::nonos_256_256, "user1", 2, "user2"},
+        {Layout::nonos_256_256, "user2", 2, "user1"},
+        {Layout::nonos_512_512, "user1", 2, "user2"},
+        {Layout::nonos_512_512, "user2", 2, "user1"},
+        {Layout::nonos_1024_1024, "user1", 2, "user2"},
+        {Layout::nonos_1024_1024, "user2", 2, "user1"},
+        {Layout::nonos_512_512, "USER1", 2, "user2"},  // case-insensitive
+        {Layout::ota, "factory", 2, "ota_0"},
+        {Layout::ota, "ota_0", 2, "ota_1"},
+        {Layout::ota, "ota_1", 2, "ota_0"},  // wrap-around, N=2
+        {Layout::ota, "factory", 3, "ota_0"},
+        {Layout::ota, "ota_0", 3, "ota_1"},
+        {Layout::ota, "ota_1", 3, "ota_2"},
+        {Layout::ota, "ota_2", 3, "ota_0"},  // wrap-around, N=3
+        {Layout::ota, "ota_14", 16, "ota_15"},
+        {Layout::ota, "ota_15", 16, "ota_0"},
+        {Layout::ota, "factory", 1, "ota_0"},
+        {Layout::ota, "ota_0", 1, "ota_0"},
+        {Layout::single, "", 2, ""},
+        {Layout::single, "whatever", 2, ""},
     };
     for (const auto& c : cases) {
         auto result = target_slot(c.layout, c.running, c.ota_slots);
@@ -136,18 +145,15 @@ TEST(DecideUpdate, Nonos512MissingTargetBuildIsNeverReplacedByTheWrongOne) {
               "release 1.1.0 has no user2 build for esp8266 512+512 (device runs user1); builds for other slots "
               "are linked for another flash address and are never offered");
     // And a 1024+1024 user2 build does not stand in for a 512+512 one.
-    const std::vector<CandidateArtifact> other_layout = {
-        artifact(11, Chip::esp8266, Layout::nonos_512_512, "user1"),
-        artifact(14, Chip::esp8266, Layout::nonos_1024_1024, "user2")};
-    n = expect_no_update(
-        decide_update(device(Chip::esp8266, Layout::nonos_512_512, "user1"), kNewer, other_layout));
+    const std::vector<CandidateArtifact> other_layout = {artifact(11, Chip::esp8266, Layout::nonos_512_512, "user1"),
+                                                         artifact(14, Chip::esp8266, Layout::nonos_1024_1024, "user2")};
+    n = expect_no_update(decide_update(device(Chip::esp8266, Layout::nonos_512_512, "user1"), kNewer, other_layout));
     EXPECT_EQ(n.reason, NoUpdateReason::missing_slot_artifact);
 }
 
 TEST(DecideUpdate, Nonos256MissingTargetBuild) {
     const std::vector<CandidateArtifact> only_user2 = {artifact(21, Chip::esp8266, Layout::nonos_256_256, "user2")};
-    auto n = expect_no_update(
-        decide_update(device(Chip::esp8266, Layout::nonos_256_256, "user2"), kNewer, only_user2));
+    auto n = expect_no_update(decide_update(device(Chip::esp8266, Layout::nonos_256_256, "user2"), kNewer, only_user2));
     EXPECT_EQ(n.reason, NoUpdateReason::missing_slot_artifact);
     EXPECT_NE(n.detail.find("no user1 build"), std::string::npos) << n.detail;
 }
@@ -174,7 +180,9 @@ TEST(DecideUpdate, Nonos1024PrefersTargetThenSlotlessThenOther) {
 TEST(DecideUpdate, OtaTargetsNextSlotWithAnySlotsBuild) {
     const auto slotless = artifact(41, Chip::esp32c3, Layout::ota, "");
     const auto built_ota1 = artifact(42, Chip::esp32c3, Layout::ota, "ota_1");
-    auto dev = [](std::string running, int n) { return device(Chip::esp32c3, Layout::ota, std::move(running), "1.0.0", std::nullopt, n); };
+    auto dev = [](std::string running, int n) {
+        return device(Chip::esp32c3, Layout::ota, std::move(running), "1.0.0", std::nullopt, n);
+    };
 
     EXPECT_EQ(expect_offer(decide_update(dev("factory", 2), kNewer, std::vector{slotless})), (Offer{41, "ota_0"}));
     EXPECT_EQ(expect_offer(decide_update(dev("ota_0", 2), kNewer, std::vector{slotless})), (Offer{41, "ota_1"}));
@@ -194,15 +202,18 @@ TEST(DecideUpdate, OtaTargetsNextSlotWithAnySlotsBuild) {
 
 TEST(DecideUpdate, OtaSingleSlotRunningFromItHasNoTarget) {
     const std::vector<CandidateArtifact> a = {artifact(41, Chip::esp32, Layout::ota, "")};
-    EXPECT_EQ(expect_offer(decide_update(device(Chip::esp32, Layout::ota, "factory", "1.0.0", std::nullopt, 1), kNewer, a)),
-              (Offer{41, "ota_0"}));
-    auto n = expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "1.0.0", std::nullopt, 1), kNewer, a));
+    EXPECT_EQ(
+        expect_offer(decide_update(device(Chip::esp32, Layout::ota, "factory", "1.0.0", std::nullopt, 1), kNewer, a)),
+        (Offer{41, "ota_0"}));
+    auto n =
+        expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "1.0.0", std::nullopt, 1), kNewer, a));
     EXPECT_EQ(n.reason, NoUpdateReason::no_target_slot);
 }
 
 TEST(DecideUpdate, OtaInvalidSlotIsBadRequest) {
     const std::vector<CandidateArtifact> a = {artifact(41, Chip::esp32, Layout::ota, "")};
-    EXPECT_EQ(expect_bad_request(decide_update(device(Chip::esp32, Layout::ota, "ota_3", "1.0.0", std::nullopt, 3), kNewer, a)),
+    EXPECT_EQ(expect_bad_request(
+                  decide_update(device(Chip::esp32, Layout::ota, "ota_3", "1.0.0", std::nullopt, 3), kNewer, a)),
               "slot 'ota_3' is not valid for layout ota with 3 OTA slots; valid: factory, ota_0, ota_1, ota_2");
     EXPECT_EQ(expect_bad_request(decide_update(device(Chip::esp8266, Layout::nonos_512_512, "user3"), kNewer, a)),
               "slot 'user3' is not valid for layout 512+512; valid: user1, user2");
@@ -213,8 +224,7 @@ TEST(DecideUpdate, OtaInvalidSlotIsBadRequest) {
 TEST(DecideUpdate, SingleHasNoSlot) {
     const std::vector<CandidateArtifact> a = {artifact(51, Chip::esp8266, Layout::single, "")};
     EXPECT_EQ(expect_offer(decide_update(device(Chip::esp8266, Layout::single, ""), kNewer, a)), (Offer{51, ""}));
-    EXPECT_EQ(expect_offer(decide_update(device(Chip::esp8266, Layout::single, "sketch"), kNewer, a)),
-              (Offer{51, ""}));
+    EXPECT_EQ(expect_offer(decide_update(device(Chip::esp8266, Layout::single, "sketch"), kNewer, a)), (Offer{51, ""}));
 }
 
 // ---- versions ----
@@ -222,11 +232,13 @@ TEST(DecideUpdate, SingleHasNoSlot) {
 TEST(DecideUpdate, SameVersionIsNeverOffered) {
     const std::vector<CandidateArtifact> a = {artifact(41, Chip::esp32, Layout::ota, "")};
     for (bool rollback : {false, true}) {
-        auto n = expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "1.1.0"), {"1.1.0", rollback}, a));
+        auto n =
+            expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "1.1.0"), {"1.1.0", rollback}, a));
         EXPECT_EQ(n.reason, NoUpdateReason::up_to_date);
         EXPECT_EQ(n.detail, "device runs 1.1.0, the channel offers 1.1.0");
         // Equivalent spellings are the same version.
-        n = expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "v1.1.0+build7"), {"1.1.0", rollback}, a));
+        n = expect_no_update(
+            decide_update(device(Chip::esp32, Layout::ota, "ota_0", "v1.1.0+build7"), {"1.1.0", rollback}, a));
         EXPECT_EQ(n.reason, NoUpdateReason::up_to_date);
     }
 }
@@ -264,7 +276,8 @@ TEST(DecideUpdate, SecureVersionBelowDevicesIsRefused) {
     EXPECT_EQ(n.reason, NoUpdateReason::secure_version_too_low);
     EXPECT_EQ(n.detail, "release 1.1.0 for esp32s3 ota has secure_version 2, below the device's 3");
     // Rollback channels do not override anti-rollback.
-    n = expect_no_update(decide_update(dev, {"0.9.0", true}, std::vector{artifact(61, Chip::esp32s3, Layout::ota, "", 2)}));
+    n = expect_no_update(
+        decide_update(dev, {"0.9.0", true}, std::vector{artifact(61, Chip::esp32s3, Layout::ota, "", 2)}));
     EXPECT_EQ(n.reason, NoUpdateReason::secure_version_too_low);
     // Unknown secure_version counts as 0.
     n = expect_no_update(decide_update(dev, kNewer, std::vector{artifact(62, Chip::esp32s3, Layout::ota, "")}));
@@ -288,10 +301,9 @@ TEST(DecideUpdate, SecureVersionBelowDevicesIsRefused) {
 // ---- chip and layout ----
 
 TEST(DecideUpdate, OtherChipNeverOffered) {
-    const std::vector<CandidateArtifact> others = {artifact(71, Chip::esp32, Layout::ota, ""),
-                                                   artifact(72, Chip::esp32s3, Layout::ota, ""),
-                                                   artifact(73, Chip::generic, Layout::ota, ""),
-                                                   artifact(74, Chip::esp32c3, Layout::single, "")};
+    const std::vector<CandidateArtifact> others = {
+        artifact(71, Chip::esp32, Layout::ota, ""), artifact(72, Chip::esp32s3, Layout::ota, ""),
+        artifact(73, Chip::generic, Layout::ota, ""), artifact(74, Chip::esp32c3, Layout::single, "")};
     auto n = expect_no_update(decide_update(device(Chip::esp32c3, Layout::ota, "ota_0"), kNewer, others));
     EXPECT_EQ(n.reason, NoUpdateReason::no_artifact);
     EXPECT_EQ(n.detail, "release 1.1.0 has no artifact for esp32c3 ota");
@@ -343,8 +355,9 @@ TEST(DecideUpdate, DeviceReportingTheImagesAppVersionRunsThatRelease) {
     const NoUpdate same = expect_no_update(
         decide_update(device(Chip::esp32, Layout::ota, "ota_0", "v1.1.0-3-gabc1234"), kNewer, release));
     EXPECT_EQ(same.reason, NoUpdateReason::up_to_date);
-    EXPECT_EQ(same.detail, "device runs v1.1.0-3-gabc1234, the app version in release 1.1.0's image, which the "
-                           "channel offers");
+    EXPECT_EQ(same.detail,
+              "device runs v1.1.0-3-gabc1234, the app version in release 1.1.0's image, which the "
+              "channel offers");
     // Only an exact match counts, and only for the device's chip.
     expect_offer(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "v1.1.0-2-gffff000"), kNewer, release));
     expect_offer(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "V1.1.0-3-GABC1234"), kNewer, release));
@@ -358,16 +371,18 @@ TEST(DecideUpdate, DeviceReportingTheImagesAppVersionRunsThatRelease) {
     // the rule the device would never be offered anything again.
     std::vector<CandidateArtifact> named = {artifact(9, Chip::esp32, Layout::ota, "")};
     named[0].app_version = "thermo-nightly";
-    EXPECT_EQ(expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "thermo-nightly"), kNewer, named))
-                  .reason,
-              NoUpdateReason::up_to_date);
+    EXPECT_EQ(
+        expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "thermo-nightly"), kNewer, named))
+            .reason,
+        NoUpdateReason::up_to_date);
     EXPECT_EQ(expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "thermo-nightly"),
                                              ChannelRelease{"1.2.0", false}, release))
                   .reason,
               NoUpdateReason::older_release);  // another release's app version still orders as text
     // Without an app version the release version alone decides, as before.
-    EXPECT_EQ(expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "1.1.0"), kNewer, release)).reason,
-              NoUpdateReason::up_to_date);
+    EXPECT_EQ(
+        expect_no_update(decide_update(device(Chip::esp32, Layout::ota, "ota_0", "1.1.0"), kNewer, release)).reason,
+        NoUpdateReason::up_to_date);
 }
 
 }  // namespace

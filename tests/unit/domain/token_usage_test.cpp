@@ -18,10 +18,12 @@ namespace {
 class TokenUsageTest : public otad::domain::testing::DatabaseTest {
 protected:
     std::int64_t add_token(const std::string& name) {
-        return db->write([&](otad::storage::Connection& c) { return TokenRepository(c).create(name, TokenRole::viewer).record.id; });
+        return db->write(
+            [&](otad::storage::Connection& c) { return TokenRepository(c).create(name, TokenRole::viewer).record.id; });
     }
     std::optional<std::int64_t> last_used(const std::string& name) {
-        return db->read([&](otad::storage::Connection& c) { return TokenRepository(c).find_active_by_name(name)->last_used_at; });
+        return db->read(
+            [&](otad::storage::Connection& c) { return TokenRepository(c).find_active_by_name(name)->last_used_at; });
     }
 };
 

@@ -38,9 +38,29 @@ TEST(SemVerParse, AcceptsLeadingV) {
 }
 
 TEST(SemVerParse, RejectsNonSemver) {
-    for (const char* text : {"", "1", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "1.2.03", "1.2.3-", "1.2.3-01",
-                             "1.2.3-a..b", "1.2.3+", "1.2.3+a..b", "1.2.3-a_b", " 1.2.3", "1.2.3 ", "2024.05.01-rc",
-                             "build42", "vv1.2.3", "v", "1.2.x", "-1.2.3", "1.2.3-\xc3\xa4", "99999999999999999999.0.0"}) {
+    for (const char* text : {"",
+                             "1",
+                             "1.2",
+                             "1.2.3.4",
+                             "01.2.3",
+                             "1.02.3",
+                             "1.2.03",
+                             "1.2.3-",
+                             "1.2.3-01",
+                             "1.2.3-a..b",
+                             "1.2.3+",
+                             "1.2.3+a..b",
+                             "1.2.3-a_b",
+                             " 1.2.3",
+                             "1.2.3 ",
+                             "2024.05.01-rc",
+                             "build42",
+                             "vv1.2.3",
+                             "v",
+                             "1.2.x",
+                             "-1.2.3",
+                             "1.2.3-\xc3\xa4",
+                             "99999999999999999999.0.0"}) {
         EXPECT_FALSE(is_semver(text)) << text;
     }
 }
@@ -118,7 +138,7 @@ TEST(CompareVersions, FallbackRunsForNonSemver) {
     EXPECT_EQ(compare_versions("2024.05.01-rc", "2024.05.01-rc.1"), -1);
     EXPECT_EQ(compare_versions("r100", "r99"), 1);
     EXPECT_EQ(compare_versions("1a", "1b"), -1);
-    EXPECT_EQ(compare_versions("1.a", "1.1"), 1);  // text run after digit run
+    EXPECT_EQ(compare_versions("1.a", "1.1"), 1);   // text run after digit run
     EXPECT_EQ(compare_versions("1.0", "1_0"), -1);  // '.' (0x2E) < '_' (0x5F)
     EXPECT_EQ(compare_versions("", "0"), -1);
     EXPECT_EQ(compare_versions("", ""), 0);
@@ -135,14 +155,12 @@ TEST(CompareVersions, SemverAgainstNonSemverUsesTheSameRule) {
 }
 
 TEST(CompareVersions, AgreesWithCompareSemverOnSemverStrings) {
-    const std::vector<std::string> all = {"0.0.0",        "0.0.1",        "0.1.0",       "1.0.0-0",
-                                          "1.0.0-1",      "1.0.0-2",      "1.0.0-10",    "1.0.0-0a",
-                                          "1.0.0-alpha",  "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-alpha-1",
-                                          "1.0.0-beta",   "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1",
-                                          "1.0.0-rc.1+b", "1.0.0",        "1.0.0+x",     "v1.0.0",
-                                          "1.0.1",        "1.1.0",        "1.10.0",      "1.9.2",
-                                          "2.0.0",        "10.0.0",       "1.0.0--",     "1.0.0-A",
-                                          "1.0.0-a.b.c.d", "1.0.0-a.b.c"};
+    const std::vector<std::string> all = {
+        "0.0.0",      "0.0.1",        "0.1.0",         "1.0.0-0",       "1.0.0-1",          "1.0.0-2",
+        "1.0.0-10",   "1.0.0-0a",     "1.0.0-alpha",   "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-alpha-1",
+        "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1",    "1.0.0-rc.1+b",     "1.0.0",
+        "1.0.0+x",    "v1.0.0",       "1.0.1",         "1.1.0",         "1.10.0",           "1.9.2",
+        "2.0.0",      "10.0.0",       "1.0.0--",       "1.0.0-A",       "1.0.0-a.b.c.d",    "1.0.0-a.b.c"};
     for (const auto& a : all) {
         for (const auto& b : all) {
             auto sa = parse_semver(a), sb = parse_semver(b);
@@ -156,11 +174,12 @@ TEST(CompareVersions, AgreesWithCompareSemverOnSemverStrings) {
 
 TEST(CompareVersions, StrictWeakOrderingOnMixedList) {
     const std::vector<std::string> mixed = {
-        "1.0.0",      "1.0.0-rc.1", "1.0.0-rc.01", "1.0.0+build", "v1.0.0",     "1.10.0",      "1.9.2",
-        "1.2",        "1.2.0",      "1.2.0.0",     "2024.05.01-rc", "2024.5.1", "2024.05.01",  "build42",
-        "build9",     "1.0.0-beta", "1.0.0-beta.11", "1.0.0-beta.2", "",        "0",           "1.0-",
-        "1.0.0-",     "1.0.0-alpha", "r100",      "1a",            "1.a",       "1_0",         "1.0.0-RC.1",
-        "1.0.0-rc10", "1.0.0-rc2",  "v",           "-",           "+",          "1.0.0-x.7.z.92", " 1.0.0 "};
+        "1.0.0",      "1.0.0-rc.1", "1.0.0-rc.01", "1.0.0+build",    "v1.0.0",        "1.10.0",
+        "1.9.2",      "1.2",        "1.2.0",       "1.2.0.0",        "2024.05.01-rc", "2024.5.1",
+        "2024.05.01", "build42",    "build9",      "1.0.0-beta",     "1.0.0-beta.11", "1.0.0-beta.2",
+        "",           "0",          "1.0-",        "1.0.0-",         "1.0.0-alpha",   "r100",
+        "1a",         "1.a",        "1_0",         "1.0.0-RC.1",     "1.0.0-rc10",    "1.0.0-rc2",
+        "v",          "-",          "+",           "1.0.0-x.7.z.92", " 1.0.0 "};
     auto less = VersionLess{};
     for (const auto& a : mixed) {
         EXPECT_FALSE(less(a, a)) << "irreflexive: " << a;

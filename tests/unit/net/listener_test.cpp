@@ -28,10 +28,12 @@ protected:
             ++operator_runs_;
             return text("operator");
         });
-        router_.add(api::Method::post, "/operator", [this](api::Request& req) {
-            ++operator_runs_;
-            return text("got " + std::to_string(req.body.size()));
-        }, {.max_body_bytes = 4 * 1024 * 1024});
+        router_.add(api::Method::post, "/operator",
+                    [this](api::Request& req) {
+                        ++operator_runs_;
+                        return text("got " + std::to_string(req.body.size()));
+                    },
+                    {.max_body_bytes = 4 * 1024 * 1024});
     }
     void TearDown() override { server_.reset(); }
 

@@ -209,8 +209,8 @@ public:
 
 struct TlsClientOptions {
     int min_version = TLS1_2_VERSION;
-    int max_version = 0;  // 0: highest
-    bool legacy = false;  // security level 0, for trying obsolete protocols
+    int max_version = 0;     // 0: highest
+    bool legacy = false;     // security level 0, for trying obsolete protocols
     std::string trust_file;  // verify the server against this certificate when set
     std::string expect_ip;   // ... and its subjectAltName IP
     int receive_buffer = 0;  // see connect_tcp
@@ -235,8 +235,7 @@ public:
         fd_ = connect_tcp(port, 10s, options.receive_buffer);
         if (fd_ < 0) throw std::runtime_error("connect failed");
         ssl_ = SSL_new(ctx_);
-        if (!options.expect_ip.empty())
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), options.expect_ip.c_str());
+        if (!options.expect_ip.empty()) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), options.expect_ip.c_str());
         SSL_set_fd(ssl_, fd_);
         ERR_clear_error();
         int rc = SSL_connect(ssl_);
@@ -268,7 +267,7 @@ public:
         if (got > 0) return got;
         int err = SSL_get_error(ssl_, got);
         ERR_clear_error();
-        if (err == SSL_ERROR_ZERO_RETURN) return 0;  // close_notify
+        if (err == SSL_ERROR_ZERO_RETURN) return 0;            // close_notify
         if (err == SSL_ERROR_SYSCALL && errno == 0) return 0;  // TCP end without close_notify
         return -1;
     }
@@ -283,7 +282,7 @@ private:
 
 struct HttpResponse {
     unsigned status = 0;
-    std::string header_block;  // raw, as received
+    std::string header_block;                    // raw, as received
     std::map<std::string, std::string> headers;  // lower-case names
     std::string body;
     bool ok = false;  // a complete response was read
@@ -354,8 +353,10 @@ public:
     void start() {
         server_ = std::make_unique<Server>(options_, router_, access_log_, log_);
         for (const auto& info : server_->bind()) {
-            if (info.scheme == "https") https_port_ = info.bound.port;
-            else http_port_ = info.bound.port;
+            if (info.scheme == "https")
+                https_port_ = info.bound.port;
+            else
+                http_port_ = info.bound.port;
         }
         thread_ = std::thread([this] {
             server_->run();

@@ -11,7 +11,8 @@ TEST(RequestTarget, DecodesPathAndQuery) {
     auto t = parse_request_target("/v1/device/rom/?action=download_rom&version=v1.0%2B2&filename=user2.bin&x=a+b");
     ASSERT_TRUE(t.ok) << t.error;
     EXPECT_EQ(t.path, "/v1/device/rom/");
-    EXPECT_EQ(t.query, (Query{{"action", "download_rom"}, {"version", "v1.0+2"}, {"filename", "user2.bin"}, {"x", "a b"}}));
+    EXPECT_EQ(t.query,
+              (Query{{"action", "download_rom"}, {"version", "v1.0+2"}, {"filename", "user2.bin"}, {"x", "a b"}}));
 }
 
 TEST(RequestTarget, PercentDecodesPathSegmentsButKeepsPlus) {

@@ -53,12 +53,14 @@ protected:
     }
 
     void add_routes() {
-        router_.add(api::Method::get, "/hello", [](api::Request& req) {
-            auto name = req.query_param("name");
-            auto r = text("hello" + (name ? " " + std::string(*name) : std::string()));
-            r.principal = "tester";
-            return r;
-        }, {.runs_inline = true});
+        router_.add(api::Method::get, "/hello",
+                    [](api::Request& req) {
+                        auto name = req.query_param("name");
+                        auto r = text("hello" + (name ? " " + std::string(*name) : std::string()));
+                        r.principal = "tester";
+                        return r;
+                    },
+                    {.runs_inline = true});
         router_.add(api::Method::get, "/items/{id}", [](api::Request& req) {
             std::string out = "path=" + req.path + "\nid=" + std::string(req.param("id")) + "\n";
             for (const auto& [k, v] : req.query) out += "q:" + k + "=" + v + "\n";
@@ -67,65 +69,77 @@ protected:
             out += "x-test=" + std::string(req.headers.get("x-test").value_or("")) + "\n";
             return text(out);
         });
-        router_.add(api::Method::post, "/upload", [](api::Request& req) {
-            return text(drain_source(*req.body_source));
-        }, {.body = api::BodyPolicy::streamed, .max_body_bytes = upload_limit});
-        router_.add(api::Method::post, "/stream-small", [](api::Request& req) {
-            return text(drain_source(*req.body_source));
-        }, {.body = api::BodyPolicy::streamed, .max_body_bytes = small_limit});
-        router_.add(api::Method::post, "/partial", [](api::Request& req) {
-            char buf[10];
-            auto n = req.body_source->read(buf);
-            return text("read " + std::to_string(n));
-        }, {.body = api::BodyPolicy::streamed, .max_body_bytes = upload_limit});
-        router_.add(api::Method::post, "/upload-recorded", [this](api::Request& req) {
-            try {
-                return text(drain_source(*req.body_source));
-            } catch (const api::BodyError& e) {
-                body_error_kind_ = static_cast<int>(e.kind());
-                throw;
-            }
-        }, {.body = api::BodyPolicy::streamed, .max_body_bytes = upload_limit});
-        router_.add(api::Method::post, "/reject-early", [](api::Request&) -> api::Response {
-            throw api::ProblemError(400, "invalid-digest", "rejected before reading the body");
-        }, {.body = api::BodyPolicy::streamed, .max_body_bytes = upload_limit});
+        router_.add(api::Method::post, "/upload",
+                    [](api::Request& req) { return text(drain_source(*req.body_source)); },
+                    {.body = api::BodyPolicy::streamed, .max_body_bytes = upload_limit});
+        router_.add(api::Method::post, "/stream-small",
+                    [](api::Request& req) { return text(drain_source(*req.body_source)); },
+                    {.body = api::BodyPolicy::streamed, .max_body_bytes = small_limit});
+        router_.add(api::Method::post, "/partial",
+                    [](api::Request& req) {
+                        char buf[10];
+                        auto n = req.body_source->read(buf);
+                        return text("read " + std::to_string(n));
+                    },
+                    {.body = api::BodyPolicy::streamed, .max_body_bytes = upload_limit});
+        router_.add(api::Method::post, "/upload-recorded",
+                    [this](api::Request& req) {
+                        try {
+                            return text(drain_source(*req.body_source));
+                        } catch (const api::BodyError& e) {
+                            body_error_kind_ = static_cast<int>(e.kind());
+                            throw;
+                        }
+                    },
+                    {.body = api::BodyPolicy::streamed, .max_body_bytes = upload_limit});
+        router_.add(api::Method::post, "/reject-early",
+                    [](api::Request&) -> api::Response {
+                        throw api::ProblemError(400, "invalid-digest", "rejected before reading the body");
+                    },
+                    {.body = api::BodyPolicy::streamed, .max_body_bytes = upload_limit});
         router_.add(api::Method::post, "/small", [](api::Request& req) { return text(describe(req.body)); },
                     {.body = api::BodyPolicy::buffered, .max_body_bytes = small_limit});
-        router_.add(api::Method::get, "/file", [this](api::Request&) {
-            api::Response r;
-            r.headers.set("Content-Type", "application/octet-stream");
-            r.body.emplace_back(std::string("<<"));
-            r.body.emplace_back(api::FileSlice{file_, 100, 2 * 1024 * 1024});
-            r.body.emplace_back(std::string(">>"));
-            r.body.emplace_back(api::FileSlice{file_, 0, 1000});
-            return r;
-        }, {.is_download = true});
-        router_.add(api::Method::get, "/whole-file", [this](api::Request&) {
-            api::Response r;
-            r.body.emplace_back(api::FileSlice{file_, 0, file_->size()});
-            return r;
-        }, {.is_download = true});
-        router_.add(api::Method::get, "/mib", [this](api::Request&) {
-            api::Response r;
-            r.body.emplace_back(api::FileSlice{file_, 0, 1024 * 1024});
-            return r;
-        }, {.is_download = true});
-        router_.add(api::Method::get, "/slow-download", [this](api::Request&) {
-            slow_entered_.open();
-            slow_gate_.wait();
-            return text("done");
-        }, {.is_download = true});
+        router_.add(api::Method::get, "/file",
+                    [this](api::Request&) {
+                        api::Response r;
+                        r.headers.set("Content-Type", "application/octet-stream");
+                        r.body.emplace_back(std::string("<<"));
+                        r.body.emplace_back(api::FileSlice{file_, 100, 2 * 1024 * 1024});
+                        r.body.emplace_back(std::string(">>"));
+                        r.body.emplace_back(api::FileSlice{file_, 0, 1000});
+                        return r;
+                    },
+                    {.is_download = true});
+        router_.add(api::Method::get, "/whole-file",
+                    [this](api::Request&) {
+                        api::Response r;
+                        r.body.emplace_back(api::FileSlice{file_, 0, file_->size()});
+                        return r;
+                    },
+                    {.is_download = true});
+        router_.add(api::Method::get, "/mib",
+                    [this](api::Request&) {
+                        api::Response r;
+                        r.body.emplace_back(api::FileSlice{file_, 0, 1024 * 1024});
+                        return r;
+                    },
+                    {.is_download = true});
+        router_.add(api::Method::get, "/slow-download",
+                    [this](api::Request&) {
+                        slow_entered_.open();
+                        slow_gate_.wait();
+                        return text("done");
+                    },
+                    {.is_download = true});
         router_.add(api::Method::get, "/block", [this](api::Request&) {
             block_entered_.open();
             block_gate_.wait();
             return text("finished");
         });
-        router_.add(api::Method::get, "/throw", [](api::Request&) -> api::Response {
-            throw std::runtime_error("boom");
-        });
-        router_.add(api::Method::get, "/problem", [](api::Request&) -> api::Response {
-            throw api::ProblemError(409, "conflict", "already there");
-        });
+        router_.add(api::Method::get, "/throw",
+                    [](api::Request&) -> api::Response { throw std::runtime_error("boom"); });
+        router_.add(api::Method::get, "/problem",
+                    [](api::Request&) -> api::Response { throw api::ProblemError(409, "conflict", "already there"); });
         router_.add(api::Method::get, "/bad-slice", [this](api::Request&) {
             api::Response r;
             r.body.emplace_back(api::FileSlice{file_, file_->size() - 10, 11});
@@ -408,7 +422,8 @@ TEST_F(ServerTest, BufferedBodyChunkedAndPlain) {
     auto r = roundtrip(c, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
     ASSERT_TRUE(r.ok);
     EXPECT_EQ(r.body, describe("hello"));
-    r = roundtrip(c, "POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+    r = roundtrip(
+        c, "POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
     ASSERT_TRUE(r.ok);
     EXPECT_EQ(r.body, describe("abcde"));
 }
@@ -542,7 +557,8 @@ TEST_F(ServerTest, ExpectContinueGets100BeforeBody) {
     start();
     for (const char* path : {"/small", "/upload"}) {
         PlainConnection c(server_->http_port());
-        c.send_all(std::string("POST ") + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+        c.send_all(std::string("POST ") + path +
+                   " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
         ASSERT_TRUE(c.read_until("\r\n\r\n")) << path;
         EXPECT_EQ(c.take(c.pending().find("\r\n\r\n") + 4), "HTTP/1.1 100 Continue\r\n\r\n");
         c.send_all("hello");
@@ -810,8 +826,7 @@ TEST_F(ServerTest, BufferedBodiesPastTheMemoryBudgetGet503) {
     EXPECT_TRUE(second.closed_by_peer());
     // Chunked: the route's limit (1000) is reserved, and does not fit either.
     PlainConnection third(server_->http_port());
-    EXPECT_EQ(roundtrip(third, "POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").status,
-              503u);
+    EXPECT_EQ(roundtrip(third, "POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").status, 503u);
     // A small body still fits beside the first.
     PlainConnection fourth(server_->http_port());
     EXPECT_EQ(roundtrip(fourth, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").status, 200u);
@@ -821,10 +836,10 @@ TEST_F(ServerTest, BufferedBodiesPastTheMemoryBudgetGet503) {
     EXPECT_EQ(r.status, 200u);
     // Given back once answered.
     PlainConnection fifth(server_->http_port());
-    EXPECT_EQ(roundtrip(fifth, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" +
-                                   std::string(1000, 'b'))
-                  .status,
-              200u);
+    EXPECT_EQ(
+        roundtrip(fifth, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'b'))
+            .status,
+        200u);
 }
 
 TEST_F(ServerTest, SlowUploadsLeaveTheWorkerPoolFree) {
@@ -935,8 +950,9 @@ TEST_F(ServerTest, ConnectionsPastMaxAreClosedAtOnce) {
 TEST_F(ServerTest, AccessLogHasOneLinePerRequestWithSecretsRedacted) {
     start();
     PlainConnection c(server_->http_port());
-    ASSERT_EQ(roundtrip(c, get_request("/hello?name=x&token=s3cr3t&sig=abc", "Authorization: Bearer hunter2\r\n")).status,
-              200u);
+    ASSERT_EQ(
+        roundtrip(c, get_request("/hello?name=x&token=s3cr3t&sig=abc", "Authorization: Bearer hunter2\r\n")).status,
+        200u);
     ASSERT_EQ(roundtrip(c, get_request("/nope")).status, 404u);
     ASSERT_TRUE(eventually([&] { return server_->access().lines().size() == 2; }));
     auto lines = server_->access().lines();

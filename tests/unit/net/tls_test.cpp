@@ -12,11 +12,13 @@ namespace {
 
 api::Router hello_router() {
     api::Router router;
-    router.add(api::Method::get, "/hello", [](api::Request&) {
-        api::Response r;
-        r.set_body("hello", "text/plain");
-        return r;
-    }, {.runs_inline = true});
+    router.add(api::Method::get, "/hello",
+               [](api::Request&) {
+                   api::Response r;
+                   r.set_body("hello", "text/plain");
+                   return r;
+               },
+               {.runs_inline = true});
     return router;
 }
 

@@ -16,9 +16,9 @@ namespace {
 class MappedFileTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        dir_ = std::filesystem::temp_directory_path() /
-               ("otad-mapped-" + std::to_string(::getpid()) + "-" +
-                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        dir_ =
+            std::filesystem::temp_directory_path() / ("otad-mapped-" + std::to_string(::getpid()) + "-" +
+                                                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
         std::filesystem::create_directories(dir_);
     }
     void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -63,9 +63,7 @@ TEST_F(MappedFileTest, MissingFileThrowsSystemErrorNamingPath) {
     }
 }
 
-TEST_F(MappedFileTest, DirectoryIsRefused) {
-    EXPECT_THROW((void)MappedFile::open(dir_), std::system_error);
-}
+TEST_F(MappedFileTest, DirectoryIsRefused) { EXPECT_THROW((void)MappedFile::open(dir_), std::system_error); }
 
 TEST_F(MappedFileTest, DescriptorIsClosedOnDestruction) {
     int fd = -1;

@@ -150,7 +150,8 @@ TEST_F(CatalogueRepositoryTest, ArtifactSlotIsUniquePerRelease) {
     EXPECT_EQ(user1.size, 1000u);
     EXPECT_EQ(user1.metadata_json, R"({"magic":"0xEA"})");
 
-    expect_kind(StorageErrorKind::conflict, [&] { catalogue->insert_artifact(artifact(r.id, "esp8266", "512+512", "user1", sha_b)); });
+    expect_kind(StorageErrorKind::conflict,
+                [&] { catalogue->insert_artifact(artifact(r.id, "esp8266", "512+512", "user1", sha_b)); });
     catalogue->insert_artifact(artifact(r.id, "esp8266", "512+512", "user2", sha_b));
     catalogue->insert_artifact(artifact(r.id, "esp32", "", ""));
     expect_kind(StorageErrorKind::conflict, [&] { catalogue->insert_artifact(artifact(r.id, "esp32", "", "")); });
@@ -169,7 +170,8 @@ TEST_F(CatalogueRepositoryTest, ArtifactNeedsItsBlobRowWithTheSameSize) {
     Release r = catalogue->create_release(app.id, "1.0.0");
     expect_kind(StorageErrorKind::reference, [&] { catalogue->insert_artifact(artifact(r.id)); });
     catalogue->insert_blob(sha_a, 1000);
-    expect_kind(StorageErrorKind::rejected, [&] { catalogue->insert_artifact(artifact(r.id, "esp32", "", "", sha_a, 999)); });
+    expect_kind(StorageErrorKind::rejected,
+                [&] { catalogue->insert_artifact(artifact(r.id, "esp32", "", "", sha_a, 999)); });
     NewArtifact bad_json = artifact(r.id);
     bad_json.metadata_json = "{";
     expect_kind(StorageErrorKind::invalid, [&] { catalogue->insert_artifact(bad_json); });
@@ -199,7 +201,7 @@ TEST_F(CatalogueRepositoryTest, ChannelRestrictsReleaseDeletion) {
 
     EXPECT_TRUE(catalogue->delete_release(r1.id));
     EXPECT_FALSE(catalogue->get_release(r1.id).has_value());
-    EXPECT_TRUE(catalogue->list_artifacts(r1.id).empty());   // cascaded
+    EXPECT_TRUE(catalogue->list_artifacts(r1.id).empty());  // cascaded
     EXPECT_EQ(catalogue->blob_reference_count(sha_a), 0);   // blob row stays, now an orphan
     EXPECT_TRUE(catalogue->find_blob(sha_a).has_value());
     EXPECT_FALSE(catalogue->delete_release(r1.id));
@@ -240,7 +242,8 @@ TEST_F(CatalogueRepositoryTest, OfferedReleaseIsFrozenButCanBeDeletedWhole) {
     EXPECT_FALSE(catalogue->mark_release_offered(r.id));
     EXPECT_TRUE(catalogue->get_release(r.id)->offered);
 
-    expect_kind(StorageErrorKind::rejected, [&] { catalogue->insert_artifact(artifact(r.id, "esp8266", "512+512", "user2")); });
+    expect_kind(StorageErrorKind::rejected,
+                [&] { catalogue->insert_artifact(artifact(r.id, "esp8266", "512+512", "user2")); });
     expect_kind(StorageErrorKind::rejected, [&] { catalogue->delete_artifact(a.id); });
     EXPECT_THROW(lease->get().execute_script("UPDATE releases SET offered = 0"), SQLite::Exception);
     EXPECT_THROW(lease->get().execute_script("UPDATE releases SET version = '1.0.1'"), SQLite::Exception);

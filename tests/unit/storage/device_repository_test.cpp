@@ -95,7 +95,8 @@ TEST_F(DeviceRepositoryTest, BatchIsAllOrNothing) {
 
 TEST_F(DeviceRepositoryTest, ListFiltersAndPaginates) {
     std::vector<DeviceSighting> batch;
-    for (int i = 0; i < 5; ++i) batch.push_back(sighting("dev-" + std::to_string(i), i < 3 ? "1.0.0" : "2.0.0", 100 + i));
+    for (int i = 0; i < 5; ++i)
+        batch.push_back(sighting("dev-" + std::to_string(i), i < 3 ? "1.0.0" : "2.0.0", 100 + i));
     batch.push_back(sighting("other-1", "1.0.0", 100, other_product_id));
     devices->upsert_many(batch);
     devices->record_status("dev-1", "failed", "2.0.0", 300);

@@ -126,7 +126,8 @@ TEST(MigrationsTest, FailingMigrationRollsBackEntirely) {
     Database db(options_in(dir));
     const std::vector<EmbeddedMigration> broken = {
         two_steps[0],
-        {2, "0002_broken", "CREATE TABLE c (id INTEGER); INSERT INTO a (name) VALUES ('x'); INSERT INTO nope VALUES (1);"},
+        {2, "0002_broken",
+         "CREATE TABLE c (id INTEGER); INSERT INTO a (name) VALUES ('x'); INSERT INTO nope VALUES (1);"},
         {3, "0003_never", "CREATE TABLE d (id INTEGER);"},
     };
     try {

@@ -165,8 +165,9 @@ TEST_F(RolloutRepositoryTest, TheSchemaKeepsStagesForwardAndFinishedRolloutsFini
     ASSERT_TRUE(repo->finish(r.id, RolloutState::completed, false, 1200));
     EXPECT_FALSE(repo->finish(r.id, RolloutState::aborted, true, 1300));
     EXPECT_FALSE(repo->pause(r.id, "operator", "{}", 1300));
-    EXPECT_THROW(lease->get().execute_script("UPDATE rollouts SET state = 'running', finished_at = NULL WHERE id = " + id),
-                 SQLite::Exception);
+    EXPECT_THROW(
+        lease->get().execute_script("UPDATE rollouts SET state = 'running', finished_at = NULL WHERE id = " + id),
+        SQLite::Exception);
     Rollout done = *repo->get(r.id);
     EXPECT_EQ(done.state, RolloutState::completed);
     EXPECT_EQ(done.finished_at, 1200);

@@ -55,8 +55,12 @@ TEST_F(LogEventTest, JsonFormatIsValidJsonForAnyValue) {
     const std::string control = std::string("tab\there, nul ") + '\0' + " bell \x07";
     const std::string invalid_utf8 = "bad \xff\xfe bytes";
     log_event(*log.logger, spdlog::level::info, "request",
-              {{"plain", "/api/v1/blobs"}, {"quotes", "a\"b\\c"}, {"control", control}, {"utf8", "caf\xc3\xa9"},
-               {"invalid", invalid_utf8}, {"empty", ""}});
+              {{"plain", "/api/v1/blobs"},
+               {"quotes", "a\"b\\c"},
+               {"control", control},
+               {"utf8", "caf\xc3\xa9"},
+               {"invalid", invalid_utf8},
+               {"empty", ""}});
     // The JSON pattern wraps the message in an object; do the same to parse it.
     auto parsed = nlohmann::json::parse("{" + log.line() + "}");
     EXPECT_EQ(parsed["event"], "request");
@@ -96,8 +100,9 @@ TEST_F(LogEventTest, ConcurrentLinesOnStderrStayWhole) {
         for (int t = 0; t < threads; ++t)
             writers.emplace_back([&, t] {
                 for (int i = 0; i < lines; ++i)
-                    log_event(*log, spdlog::level::info, "line",
-                              {{"thread", std::to_string(t)}, {"n", std::to_string(i)}, {"pad", std::string(200, 'x')}});
+                    log_event(
+                        *log, spdlog::level::info, "line",
+                        {{"thread", std::to_string(t)}, {"n", std::to_string(i)}, {"pad", std::string(200, 'x')}});
             });
         for (auto& w : writers) w.join();
     }
