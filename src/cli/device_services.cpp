@@ -70,11 +70,11 @@ DeviceServices::DeviceServices(storage::Database& database, const domain::UrlSig
     auto log = util::logger("otad");
     if (auto created = signing_keys_.ensure_active_key("system"))
         util::log_event(
-            *log, spdlog::level::warn, "no active signing key: created one",
+            *log, spdlog::level::warn, "signing_key_created_at_start",
             {{"key_id", created->key_id}, {"algorithm", std::string(domain::to_string(created->algorithm))}});
     for (const auto& k : signing_keys_.list())
         if (k.signing)
-            util::log_event(*log, spdlog::level::info, "manifests signed by",
+            util::log_event(*log, spdlog::level::info, "manifests_signed_by",
                             {{"key_id", k.key_id}, {"algorithm", std::string(domain::to_string(k.algorithm))}});
     const std::size_t products =
         database.read([](storage::Connection& c) { return storage::CatalogueRepository(c).list_products().size(); });

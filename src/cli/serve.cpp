@@ -51,7 +51,7 @@ void ensure_admin_token(DataDir& d, spdlog::logger& log) {
             tokens.create_with_secret("bootstrap", storage::TokenRole::admin, secret);
             audit.append("system", "token.create", "token/bootstrap",
                          R"({"role":"admin","source":"OTAD_BOOTSTRAP_TOKEN"})");
-            util::log_event(log, spdlog::level::info, "admin token created from OTAD_BOOTSTRAP_TOKEN",
+            util::log_event(log, spdlog::level::info, "admin_token_bootstrapped",
                             {{"name", "bootstrap"}});
             return;
         }
@@ -59,7 +59,7 @@ void ensure_admin_token(DataDir& d, spdlog::logger& log) {
         auto path = std::filesystem::path(d.config.data_dir) / "admin-token";
         platform::atomic_write_file(path, created.secret + "\n", /*owner_only=*/true);
         audit.append("system", "token.create", "token/admin", R"({"role":"admin","source":"first start"})");
-        util::log_event(log, spdlog::level::warn, "first start: admin token created",
+        util::log_event(log, spdlog::level::warn, "first_start_admin_token_created",
                         {{"name", "admin"}, {"token_file", path.string()}});
     });
 }
@@ -87,13 +87,13 @@ std::string limit_text(std::uint64_t value) {
 
 void warn_about_listener_choices(const config::Config& c, const Descriptors& d, spdlog::logger& log) {
     if (!c.http_listen.empty() && c.plain_http_serves_all_routes)
-        util::log_event(log, spdlog::level::warn, "plain HTTP serves every route",
+        util::log_event(log, spdlog::level::warn, "plain_http_serves_all_routes",
                         {{"http_listen", c.http_listen},
                          {"detail",
                           "plain_http_serves_all_routes is on: operator tokens and device keys cross the "
                           "network in clear on that listener"}});
     if (!d.plan.fits)
-        util::log_event(log, spdlog::level::warn, "max_connections exceeds the open-file limit",
+        util::log_event(log, spdlog::level::warn, "max_connections_over_file_limit",
                         {{"max_connections", std::to_string(d.plan.max_connections)},
                          {"open_file_limit", d.limit ? limit_text(d.limit->soft) : std::string("unknown")},
                          {"reserved", std::to_string(d.plan.reserved)},
@@ -125,7 +125,7 @@ int serve(const config::Config& cfg_in) {
     options.tls.key_file = d.config.tls_key_path();
     if (d.config.tls_cert.empty()) {
         if (net::ensure_self_signed_certificate(options.tls.cert_file, options.tls.key_file, d.config.tls_hostnames))
-            util::log_event(*log, spdlog::level::info, "generated self-signed certificate",
+            util::log_event(*log, spdlog::level::info, "tls_certificate_generated",
                             {{"cert", options.tls.cert_file.string()}});
     }
     options.io_threads = d.config.io_threads;
@@ -172,7 +172,7 @@ int serve(const config::Config& cfg_in) {
     net::Server server(options, router, util::logger("access"), util::logger("net"));
     auto bound = server.bind();
 
-    util::log_event(*log, spdlog::level::info, "otad started",
+    util::log_event(*log, spdlog::level::info, "otad_started",
                     {{"version", kVersion},
                      {"data_dir", std::filesystem::absolute(d.config.data_dir).string()},
                      {"database", d.config.database_path().string()},
@@ -201,7 +201,7 @@ int serve(const config::Config& cfg_in) {
     orphan_collector.stop();
     token_usage.stop();
     device.stop();  // the last batch of device sightings
-    util::log_event(*log, spdlog::level::info, "otad stopped", {});
+    util::log_event(*log, spdlog::level::info, "otad_stopped", {});
     return 0;
 }
 

@@ -110,7 +110,7 @@ void DeviceRegistry::record_poll(storage::DeviceSighting sighting, std::optional
         if (pending_.size() >= options_.max_pending) {
             if (!overflow_warned_) {
                 overflow_warned_ = true;
-                util::log_event(*util::logger("devices"), spdlog::level::warn, "device sightings dropped",
+                util::log_event(*util::logger("devices"), spdlog::level::warn, "device_sightings_dropped",
                                 {{"reason", "pending sightings at their cap; the database is not keeping up"},
                                  {"max_pending", std::to_string(options_.max_pending)}});
             }
@@ -136,7 +136,7 @@ FlushStats DeviceRegistry::flush() noexcept {
         std::lock_guard lock(write_mutex_);
         return flush_locked();
     } catch (const std::exception& e) {
-        util::log_event(*util::logger("devices"), spdlog::level::err, "device flush failed", {{"error", e.what()}});
+        util::log_event(*util::logger("devices"), spdlog::level::err, "device_flush_failed", {{"error", e.what()}});
     } catch (...) {}
     FlushStats failed;
     failed.failed = true;
@@ -236,7 +236,7 @@ FlushStats DeviceRegistry::flush_locked() {
                     state.last_status = "rolled_back";
                     state.last_status_version = x;
                     ++stats.rollbacks;
-                    util::log_event(*util::logger("devices"), spdlog::level::warn, "implicit rollback",
+                    util::log_event(*util::logger("devices"), spdlog::level::warn, "implicit_rollback",
                                     {{"device", s.id},
                                      {"offered", x},
                                      {"running", s.version},
@@ -261,7 +261,7 @@ FlushStats DeviceRegistry::flush_locked() {
         }
         tx.commit();
     } catch (const std::exception& e) {
-        util::log_event(*util::logger("devices"), spdlog::level::warn, "device flush failed; will retry",
+        util::log_event(*util::logger("devices"), spdlog::level::warn, "device_flush_retrying",
                         {{"devices", std::to_string(batch.size())}, {"error", e.what()}});
         // Keep the batch for the next flush unless newer sightings replaced it.
         std::lock_guard lock(pending_mutex_);

@@ -356,7 +356,7 @@ bool DeviceUpdates::mark_offered(const ChannelSnapshot& snap, std::int64_t artif
     if (!ok) return false;
     snap.offered.store(true);
     if (watch_) watch_->touch();
-    util::log_event(*util::logger("updates"), spdlog::level::info, "release offered",
+    util::log_event(*util::logger("updates"), spdlog::level::info, "release_offered",
                     {{"product", snap.product}, {"version", snap.release.version}, {"channel", snap.channel}});
     return true;
 }
@@ -435,7 +435,7 @@ void DeviceUpdates::warn_missing_artifact(const PollRequest& request, const Chan
         }
         if (state_->warned_at.size() > 4096) state_->warned_at.clear();
     }
-    util::log_event(*util::logger("updates"), spdlog::level::warn, "missing slot artifact",
+    util::log_event(*util::logger("updates"), spdlog::level::warn, "missing_slot_artifact",
                     {{"product", snap.product},
                      {"channel", snap.channel},
                      {"version", snap.release.version},

@@ -55,7 +55,7 @@ CreatedSigningKey SigningKeyRing::create(SignatureAlgorithm algorithm, std::stri
     });
     invalidate();
     created.key = public_info(row);
-    util::log_event(*util::logger("keys"), spdlog::level::info, "signing key created",
+    util::log_event(*util::logger("keys"), spdlog::level::info, "signing_key_created",
                     {{"key_id", row.key_id},
                      {"algorithm", std::string(to_string(algorithm))},
                      {"rotated_out", created.retired_key_id.value_or("-")}});
@@ -82,7 +82,7 @@ PublicKeyInfo SigningKeyRing::retire(std::string_view key_id, std::string_view a
         return keys.get(key_id).value();
     });
     invalidate();
-    util::log_event(*util::logger("keys"), spdlog::level::info, "signing key retired", {{"key_id", retired.key_id}});
+    util::log_event(*util::logger("keys"), spdlog::level::info, "signing_key_retired", {{"key_id", retired.key_id}});
     return public_info(retired);
 }
 
@@ -139,7 +139,7 @@ std::shared_ptr<const SigningKeyRing::Ring> SigningKeyRing::load(std::int64_t ge
             ring->signer = std::make_shared<const SigningKey>(SigningKey::from_private_pem(chosen->private_key_pem));
         } catch (const SigningError& e) {
             // A damaged row must not take polls down with it: no signer, loudly.
-            util::log_event(*util::logger("keys"), spdlog::level::err, "signing key unusable",
+            util::log_event(*util::logger("keys"), spdlog::level::err, "signing_key_unusable",
                             {{"key_id", chosen->key_id}, {"error", e.what()}});
             for (auto& k : ring->keys) k.signing = false;
         }

@@ -465,7 +465,7 @@ void Server::Impl::reload_tls(std::string_view reason) {
 void Server::Impl::begin_shutdown(std::string_view reason) {
     if (shutting_down) return;
     shutting_down = true;
-    util::log_event(*log, spdlog::level::info, "shutdown started",
+    util::log_event(*log, spdlog::level::info, "shutdown_started",
                     {{"reason", std::string(reason)}, {"connections", std::to_string(core->connection_count())}});
     boost::system::error_code ignored;
     for (auto& listener : listeners) listener->acceptor.close(ignored);
@@ -521,7 +521,7 @@ void Server::run() {
     impl.uploads.stop();
     impl.workers.join();
     impl.uploads.join();
-    util::log_event(*impl.log, spdlog::level::info, "shutdown complete",
+    util::log_event(*impl.log, spdlog::level::info, "shutdown_complete",
                     {{"connections_cut", std::to_string(impl.core->connection_count())}});
 }
 

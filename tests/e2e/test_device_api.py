@@ -165,8 +165,8 @@ def test_512_512_missing_slot_build_is_204_and_logged(env):
     status, headers, _ = poll(d, product="half", chip="esp8266", layout="512+512", slot="user1", version="1.0.0",
                               device="half-1")
     assert status == 204 and headers["x-otad-no-update"] == "missing_slot_artifact"
-    wait_for(lambda: "missing slot artifact" in d.log() and "product=half" in d.log(), 10, what="the warning")
-    line = next(l for l in d.log().splitlines() if "missing slot artifact" in l and "product=half" in l)
+    wait_for(lambda: "missing_slot_artifact" in d.log() and "product=half" in d.log(), 10, what="the warning")
+    line = next(l for l in d.log().splitlines() if "missing_slot_artifact" in l and "product=half" in l)
     assert "no user2 build for esp8266 512+512" in line
     # The user1 build is never handed to a device that needs user2; a user2 device gets it.
     status, headers, body = poll(d, product="half", chip="esp8266", layout="512+512", slot="user2", version="1.0.0",

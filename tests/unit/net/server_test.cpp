@@ -999,8 +999,8 @@ TEST_F(ServerTest, GracefulStopLetsAnInFlightRequestFinish) {
     EXPECT_TRUE(busy.closed_by_peer());
     EXPECT_TRUE(eventually([&] { return server_->returned(); }));
     server_->join();
-    EXPECT_TRUE(server_->log().contains("shutdown started"));
-    EXPECT_TRUE(server_->log().contains("shutdown complete"));
+    EXPECT_TRUE(server_->log().contains("shutdown_started"));
+    EXPECT_TRUE(server_->log().contains("shutdown_complete"));
 }
 
 TEST_F(ServerTest, SignalStartsGracefulStopAndASecondSignalForcesIt) {
@@ -1012,7 +1012,7 @@ TEST_F(ServerTest, SignalStartsGracefulStopAndASecondSignalForcesIt) {
     busy.send_all(get_request("/block"));
     ASSERT_TRUE(block_entered_.wait());
     ASSERT_EQ(::raise(SIGTERM), 0);
-    ASSERT_TRUE(eventually([&] { return server_->log().contains("shutdown started"); }));
+    ASSERT_TRUE(eventually([&] { return server_->log().contains("shutdown_started"); }));
     EXPECT_FALSE(server_->returned());
     ASSERT_EQ(::raise(SIGINT), 0);
     ASSERT_TRUE(eventually([&] { return server_->log().contains("shutdown_forced"); }));
