@@ -51,22 +51,22 @@ void Readiness::probe() {
     } catch (const storage::StorageError& e) {
         report.database = {false, failure_text(e)};
         if (was_ready)
-            util::log_event(*log, spdlog::level::warn, "readiness: database write failed", {{"error", e.what()}});
+            util::log_event(*log, spdlog::level::warn, "readiness_database_write_failed", {{"error", e.what()}});
     } catch (const std::exception& e) {
         report.database = {false, "database unavailable"};
         if (was_ready)
-            util::log_event(*log, spdlog::level::warn, "readiness: database write failed", {{"error", e.what()}});
+            util::log_event(*log, spdlog::level::warn, "readiness_database_write_failed", {{"error", e.what()}});
     }
     try {
         blobs_.probe_write();
     } catch (const storage::StorageError& e) {
         report.blob_dir = {false, failure_text(e)};
         if (was_ready)
-            util::log_event(*log, spdlog::level::warn, "readiness: blob directory write failed", {{"error", e.what()}});
+            util::log_event(*log, spdlog::level::warn, "readiness_blob_directory_write_failed", {{"error", e.what()}});
     }
     report.ready = report.database.ok && report.blob_dir.ok;
     if (report.ready && probed_at_ && !last_.ready)
-        util::log_event(*log, spdlog::level::info, "readiness: ready again", {});
+        util::log_event(*log, spdlog::level::info, "readiness_ready_again", {});
     last_ = std::move(report);
     probed_at_ = std::chrono::steady_clock::now();
 }

@@ -185,7 +185,7 @@ void put_member_isolated(storage::Connection& c, const std::optional<storage::Ro
         static std::atomic<std::uint64_t> failures{0};
         if (failures++ % 1000 == 0)
             util::log_event(
-                *util::logger("rollouts"), spdlog::level::err, "rollout counters not updated",
+                *util::logger("rollouts"), spdlog::level::err, "rollout_counters_not_updated",
                 {{"rollout", std::to_string(next.rollout_id)}, {"device", next.device_id}, {"error", *error}});
     }
 }
@@ -544,7 +544,7 @@ std::shared_ptr<const Rollouts::ProductView> Rollouts::load_view(storage::Connec
             channel.filter = RolloutFilter::from_json(json::parse(r.filter_json));
         } catch (const std::exception& e) {
             // Stored filters were validated; one that no longer parses admits nobody.
-            util::log_event(*util::logger("rollouts"), spdlog::level::err, "rollout filter unreadable",
+            util::log_event(*util::logger("rollouts"), spdlog::level::err, "rollout_filter_unreadable",
                             {{"rollout", std::to_string(r.id)}, {"error", e.what()}});
             channel.filter.tags = {"-unreadable-filter-"};
         }
@@ -723,12 +723,12 @@ TickResult Rollouts::tick() {
             try {
                 tick_one(r, result);
             } catch (const std::exception& e) {
-                util::log_event(*util::logger("rollouts"), spdlog::level::err, "rollout round failed",
+                util::log_event(*util::logger("rollouts"), spdlog::level::err, "rollout_round_failed",
                                 {{"rollout", std::to_string(r.id)}, {"error", e.what()}});
             }
         }
     } catch (const std::exception& e) {
-        util::log_event(*util::logger("rollouts"), spdlog::level::err, "rollout round failed", {{"error", e.what()}});
+        util::log_event(*util::logger("rollouts"), spdlog::level::err, "rollout_round_failed", {{"error", e.what()}});
     }
     if (result.paused + result.advanced + result.completed > 0) changed();
     return result;
@@ -820,7 +820,7 @@ void Rollouts::tick_one(const storage::Rollout& listed, TickResult& result) {
             break;
         case Did::paused:
             ++result.paused;
-            util::log_event(*log, spdlog::level::warn, "rollout paused by its health gate",
+            util::log_event(*log, spdlog::level::warn, "rollout_paused_by_gate",
                             {{"rollout", id},
                              {"product", product_name},
                              {"channel", listed.channel},
@@ -831,13 +831,13 @@ void Rollouts::tick_one(const storage::Rollout& listed, TickResult& result) {
             break;
         case Did::advanced:
             ++result.advanced;
-            util::log_event(*log, spdlog::level::info, "rollout advanced",
+            util::log_event(*log, spdlog::level::info, "rollout_advanced",
                             {{"rollout", id}, {"product", product_name}, {"to_stage", std::to_string(stage + 1)}});
             break;
         case Did::completed:
             ++result.completed;
             if (downloads_) downloads_->invalidate_product(listed.product_id);
-            util::log_event(*log, spdlog::level::info, "rollout completed",
+            util::log_event(*log, spdlog::level::info, "rollout_completed",
                             {{"rollout", id},
                              {"product", product_name},
                              {"channel", listed.channel},
@@ -942,7 +942,7 @@ storage::Rollout Rollouts::create(std::string_view product_name, const RolloutSp
         return r;
     });
     changed();
-    util::log_event(*util::logger("rollouts"), spdlog::level::info, "rollout started",
+    util::log_event(*util::logger("rollouts"), spdlog::level::info, "rollout_started",
                     {{"rollout", std::to_string(created.id)},
                      {"product", product_name},
                      {"channel", created.channel},

@@ -33,10 +33,10 @@ void PeriodicTask::loop() {
         try {
             work_();
         } catch (const std::exception& e) {
-            log_event(*logger("otad"), spdlog::level::err, "periodic task failed",
+            log_event(*logger("otad"), spdlog::level::err, "periodic_task_failed",
                       {{"task", name_}, {"error", e.what()}});
         } catch (...) {
-            log_event(*logger("otad"), spdlog::level::err, "periodic task failed",
+            log_event(*logger("otad"), spdlog::level::err, "periodic_task_failed",
                       {{"task", name_}, {"error", "unknown"}});
         }
         lock.lock();

@@ -270,7 +270,7 @@ def test_a_build_that_rolls_back_is_paused_by_the_gate_in_the_first_stage(scene_
     assert len(pauses) == 1 and pauses[0]["actor"] == "system"
     detail = pauses[0]["detail"]
     assert detail["reason"] == "gate" and detail["breach"] == "rollback_ratio" and detail["gate"]["offered"] >= 50
-    assert "rollout paused by its health gate" in scene.d.log()
+    assert "rollout_paused_by_gate" in scene.d.log()
     # Resuming is refused while the gate is still breached.
     scene.act(rid, "resume", expect=409)
 

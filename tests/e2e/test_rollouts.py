@@ -240,7 +240,7 @@ def test_the_gate_pauses_by_itself_and_resume_needs_force(env):
     assert paused["gate"]["breached"] and paused["gate"]["failing"] == 3 and paused["gate"]["offered"] == 20
     entry = audit_entries(d, admin, "rollout.pause")[0]
     assert entry["actor"] == "system" and entry["detail"]["gate"]["failure_ratio"] == 0.15
-    assert re.search(r"warn.*rollout paused by its health gate.*rollout=" + str(rid), d.log())
+    assert re.search(r"warn.*rollout_paused_by_gate.*rollout=" + str(rid), d.log())
     assert offered_version(d, "gate-new") is None  # nobody new takes the target while paused
 
     problem = problem_of(*action(d, admin, rid, "resume"), 409, "gate-breached")
