@@ -2,7 +2,7 @@
 // tests (see tests/support/esp_image_builder.hpp), and prints one JSON line
 // {"path", "size", "sha256", "md5"} describing what it wrote.
 //
-//   make_esp_image --kind esp32 --chip esp32c3 --version 1.2.0 --project thermostat \
+//   make_esp_image --kind esp32 --chip esp32c3 --version 1.2.0 --project thermostat
 //                  --size 1048576 --secure-version 0 --out FILE [--break bad-checksum]
 //   make_esp_image --kind esp8266-v2 --slot user1 --flash-map 2 --out FILE
 //   make_esp_image --kind esp8266-arduino --size 300K --out FILE      (eboot + sketch)
