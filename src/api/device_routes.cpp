@@ -14,6 +14,7 @@
 #include "otad/api/auth.hpp"
 #include "otad/api/device_auth.hpp"
 #include "otad/api/pre_body_auth.hpp"
+#include "otad/api/json_body.hpp"
 #include "otad/api/problem.hpp"
 #include "otad/api/routes.hpp"
 #include "otad/domain/blob_cache.hpp"
@@ -225,19 +226,6 @@ Response poll(Request& request, Services& services) {
     response.headers.set(std::string(domain::kSignatureHeader), outcome.manifest->signature_header);
     response.set_body(outcome.manifest->body, "application/json");
     return response;
-}
-
-json object_body(const Request& request, std::initializer_list<std::string_view> allowed) {
-    json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded() || !body.is_object())
-        throw ProblemError(400, "invalid-body", "the request body must be a JSON object");
-    for (const auto& [key, value] : body.items())
-        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-            std::string names;
-            for (auto a : allowed) names += (names.empty() ? "" : ", ") + std::string(a);
-            throw ProblemError(400, "invalid-body", "unknown member '" + key + "'; allowed: " + names);
-        }
-    return body;
 }
 
 std::optional<std::string> string_member(const json& body, const char* name, std::size_t max_length) {

@@ -15,6 +15,7 @@
 #include "otad/api/auth.hpp"
 #include "otad/api/multipart.hpp"
 #include "otad/api/pre_body_auth.hpp"
+#include "otad/api/json_body.hpp"
 #include "otad/api/problem.hpp"
 #include "otad/api/routes.hpp"
 #include "otad/domain/catalogue.hpp"
@@ -123,37 +124,6 @@ std::optional<std::string_view> cursor_param(const Request& request) {
 }
 
 json optional_string(const std::optional<std::string>& text) { return text ? json(*text) : json(nullptr); }
-
-// A JSON object body; `allowed` names every member it may have.
-json object_body(const Request& request, std::initializer_list<std::string_view> allowed) {
-    json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded() || !body.is_object())
-        throw ProblemError(400, "invalid-body", "the request body must be a JSON object");
-    for (const auto& [key, value] : body.items())
-        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-            std::string names;
-            for (auto a : allowed) names += (names.empty() ? "" : ", ") + std::string(a);
-            throw ProblemError(400, "invalid-body", "unknown member '" + key + "'; allowed: " + names);
-        }
-    return body;
-}
-
-// Percent-encodes a path segment for a Location header.
-std::string encode_segment(std::string_view segment) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : segment) {
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-            c == '_' || c == '~') {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out.push_back('%');
-            out.push_back(hex[c >> 4]);
-            out.push_back(hex[c & 15]);
-        }
-    }
-    return out;
-}
 
 // --- upload ------------------------------------------------------------------
 
@@ -347,8 +317,9 @@ Response upload(Request& request, Services& services, const Operator& op) {
     if (result.replaced_artifact_id) body["replaced_artifact_id"] = *result.replaced_artifact_id;
     Response response = json_response(result.outcome == domain::UploadOutcome::unchanged ? 200 : 201, body);
     if (result.outcome != domain::UploadOutcome::unchanged)
-        response.headers.set("Location", std::string(kBase) + "/products/" + encode_segment(result.artifact.product) +
-                                             "/releases/" + encode_segment(result.artifact.version) + "/artifacts/" +
+        response.headers.set("Location", std::string(kBase) + "/products/" +
+                                             util::percent_encode(result.artifact.product) + "/releases/" +
+                                             util::percent_encode(result.artifact.version) + "/artifacts/" +
                                              std::to_string(result.artifact.id));
     return response;
 }

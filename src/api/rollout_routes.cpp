@@ -13,6 +13,7 @@
 
 #include "otad/api/auth.hpp"
 #include "otad/api/pre_body_auth.hpp"
+#include "otad/api/json_body.hpp"
 #include "otad/api/problem.hpp"
 #include "otad/api/routes.hpp"
 #include "otad/domain/rollouts.hpp"
@@ -60,21 +61,6 @@ Handler route(Services& services, Role role, Fn fn) {
         response.principal = op.token_name;
         return response;
     };
-}
-
-// A JSON object body (an empty body counts as {}); `allowed` names every member.
-json object_body(const Request& request, std::initializer_list<std::string_view> allowed) {
-    if (util::trim(request.body).empty()) return json::object();
-    json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded() || !body.is_object())
-        throw ProblemError(400, "invalid-body", "the request body must be a JSON object");
-    for (const auto& [key, value] : body.items())
-        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-            std::string names;
-            for (auto a : allowed) names += (names.empty() ? "" : ", ") + std::string(a);
-            throw ProblemError(400, "invalid-body", "unknown member '" + key.substr(0, 64) + "'; allowed: " + names);
-        }
-    return body;
 }
 
 bool flag(const json& body, const char* name) {
@@ -138,23 +124,6 @@ json override_json(const storage::DeviceOverride& o) {
             {"created_at", util::rfc3339(o.created_at)}};
 }
 
-// Percent-encodes a path segment for a Location header.
-std::string encode_segment(std::string_view segment) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : segment) {
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-            c == '_' || c == '~') {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out.push_back('%');
-            out.push_back(hex[c >> 4]);
-            out.push_back(hex[c & 15]);
-        }
-    }
-    return out;
-}
-
 }  // namespace
 
 void add_rollout_routes(Router& router, Services& services) {
@@ -175,8 +144,9 @@ void add_rollout_routes(Router& router, Services& services) {
                          auto spec = domain::parse_rollout_spec(body, rollouts.options());
                          auto created = rollouts.create(r.param("product"), spec, op.actor());
                          Response response = json_response(201, rollouts.to_json(created, r.param("product")));
-                         response.headers.set("Location", "/api/v1/products/" + encode_segment(r.param("product")) +
-                                                              "/rollouts/" + std::to_string(created.id));
+                         response.headers.set("Location", "/api/v1/products/" +
+                                                              util::percent_encode(r.param("product")) + "/rollouts/" +
+                                                              std::to_string(created.id));
                          return response;
                      }),
                body);
@@ -195,7 +165,7 @@ void add_rollout_routes(Router& router, Services& services) {
     router.add(Method::post, products + "/rollouts/{id}/pause",
                route(services, Role::admin,
                      [](Request& r, Rollouts& rollouts, const Operator& op) {
-                         object_body(r, {});
+                         object_body(r, {}, EmptyBody::empty_object);
                          auto done = rollouts.pause(r.param("product"), rollout_id(r), op.actor());
                          return json_response(200, rollouts.to_json(done, r.param("product")));
                      }),
@@ -203,7 +173,7 @@ void add_rollout_routes(Router& router, Services& services) {
     router.add(Method::post, products + "/rollouts/{id}/resume",
                route(services, Role::admin,
                      [](Request& r, Rollouts& rollouts, const Operator& op) {
-                         json b = object_body(r, {"force"});
+                         json b = object_body(r, {"force"}, EmptyBody::empty_object);
                          auto done = rollouts.resume(r.param("product"), rollout_id(r), flag(b, "force"), op.actor());
                          return json_response(200, rollouts.to_json(done, r.param("product")));
                      }),
@@ -211,7 +181,7 @@ void add_rollout_routes(Router& router, Services& services) {
     router.add(Method::post, products + "/rollouts/{id}/advance",
                route(services, Role::admin,
                      [](Request& r, Rollouts& rollouts, const Operator& op) {
-                         object_body(r, {});
+                         object_body(r, {}, EmptyBody::empty_object);
                          auto done = rollouts.advance(r.param("product"), rollout_id(r), op.actor());
                          return json_response(200, rollouts.to_json(done, r.param("product")));
                      }),
@@ -219,7 +189,7 @@ void add_rollout_routes(Router& router, Services& services) {
     router.add(Method::post, products + "/rollouts/{id}/abort",
                route(services, Role::admin,
                      [](Request& r, Rollouts& rollouts, const Operator& op) {
-                         json b = object_body(r, {"revert"});
+                         json b = object_body(r, {"revert"}, EmptyBody::empty_object);
                          auto done = rollouts.abort(r.param("product"), rollout_id(r), flag(b, "revert"), op.actor());
                          return json_response(200, rollouts.to_json(done, r.param("product")));
                      }),
@@ -229,7 +199,7 @@ void add_rollout_routes(Router& router, Services& services) {
     router.add(Method::put, "/api/v1/devices/{id}/tags",
                route(services, Role::admin,
                      [](Request& r, Rollouts& rollouts, const Operator& op) {
-                         json b = object_body(r, {"tags"});
+                         json b = object_body(r, {"tags"}, EmptyBody::empty_object);
                          if (!b.contains("tags")) throw ProblemError(400, "invalid-body", "tags (a list) is required");
                          auto tags = rollouts.set_tags(device_id(r), string_list(b, "tags"), op.actor());
                          return json_response(200, {{"device", device_id(r)}, {"tags", tags}});
@@ -239,7 +209,7 @@ void add_rollout_routes(Router& router, Services& services) {
         Method::post, products + "/devices/tags",
         route(services, Role::admin,
               [](Request& r, Rollouts& rollouts, const Operator& op) {
-                  json b = object_body(r, {"filter", "add", "remove"});
+                  json b = object_body(r, {"filter", "add", "remove"}, EmptyBody::empty_object);
                   storage::DeviceSelection selection;
                   if (auto f = b.find("filter"); f != b.end() && !f->is_null()) {
                       if (!f->is_object()) throw ProblemError(400, "invalid-body", "filter must be an object");
@@ -264,7 +234,7 @@ void add_rollout_routes(Router& router, Services& services) {
     router.add(Method::put, "/api/v1/devices/{id}/override",
                route(services, Role::admin,
                      [](Request& r, Rollouts& rollouts, const Operator& op) {
-                         json b = object_body(r, {"pin", "exclude", "reason"});
+                         json b = object_body(r, {"pin", "exclude", "reason"}, EmptyBody::empty_object);
                          auto pin = text(b, "pin", 64);
                          const bool exclude = flag(b, "exclude");
                          if (pin.has_value() == exclude)

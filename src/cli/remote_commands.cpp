@@ -8,6 +8,7 @@
 
 #include "app.hpp"
 #include "otad/net/http_client.hpp"
+#include "otad/util/strings.hpp"
 #include "otad/platform/terminal.hpp"
 #include "otad/util/crypto.hpp"
 
@@ -15,21 +16,6 @@ namespace otad::cli {
 namespace {
 
 using json = nlohmann::json;
-
-std::string percent_encode(std::string_view s) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out.push_back('%');
-            out.push_back(hex[c >> 4]);
-            out.push_back(hex[c & 0xF]);
-        }
-    }
-    return out;
-}
 
 struct Remote {
     std::string server;
@@ -170,11 +156,12 @@ std::function<int()> add_remote_commands(CLI::App& app) {
             remote->resolve();
             std::string filename =
                 push->filename.empty() ? std::filesystem::path(push->file).filename().string() : push->filename;
-            std::string path = "/api/v1/products/" + percent_encode(push->product) + "/releases/" +
-                               percent_encode(push->version) + "/artifacts?chip=" + percent_encode(push->chip) +
-                               "&filename=" + percent_encode(filename);
-            if (!push->layout.empty()) path += "&layout=" + percent_encode(push->layout);
-            if (!push->slot.empty()) path += "&slot=" + percent_encode(push->slot);
+            std::string path = "/api/v1/products/" + util::percent_encode(push->product) + "/releases/" +
+                               util::percent_encode(push->version) +
+                               "/artifacts?chip=" + util::percent_encode(push->chip) +
+                               "&filename=" + util::percent_encode(filename);
+            if (!push->layout.empty()) path += "&layout=" + util::percent_encode(push->layout);
+            if (!push->slot.empty()) path += "&slot=" + util::percent_encode(push->slot);
             if (!push->version_mismatch.empty()) path += "&version_mismatch=" + push->version_mismatch;
             if (push->replace) path += "&replace=true";
             net::ClientRequest req;
@@ -198,8 +185,8 @@ std::function<int()> add_remote_commands(CLI::App& app) {
             if (!push->channel.empty()) {
                 net::ClientRequest move;
                 move.method = "PUT";
-                move.url =
-                    "/api/v1/products/" + percent_encode(push->product) + "/channels/" + percent_encode(push->channel);
+                move.url = "/api/v1/products/" + util::percent_encode(push->product) + "/channels/" +
+                           util::percent_encode(push->channel);
                 move.body = json{{"version", push->version}}.dump();
                 move.headers = {{"Content-Type", "application/json"}};
                 auto moved = remote->call(move);
@@ -215,8 +202,9 @@ std::function<int()> add_remote_commands(CLI::App& app) {
         if (ls_cmd->parsed()) {
             remote->resolve();
             net::ClientRequest req;
-            req.url = ls_product->empty() ? "/api/v1/products"
-                                          : "/api/v1/products/" + percent_encode(*ls_product) + "/releases?limit=100";
+            req.url = ls_product->empty()
+                          ? "/api/v1/products"
+                          : "/api/v1/products/" + util::percent_encode(*ls_product) + "/releases?limit=100";
             auto res = remote->call(req);
             if (res.status != 200) {
                 std::cerr << "otad ls: " << failure_text(res) << std::endl;
@@ -225,7 +213,7 @@ std::function<int()> add_remote_commands(CLI::App& app) {
             std::cout << json::parse(res.body).dump(2) << std::endl;
             if (!ls_product->empty()) {
                 net::ClientRequest ch;
-                ch.url = "/api/v1/products/" + percent_encode(*ls_product) + "/channels";
+                ch.url = "/api/v1/products/" + util::percent_encode(*ls_product) + "/channels";
                 auto chres = remote->call(ch);
                 if (chres.status == 200) std::cout << json::parse(chres.body).dump(2) << std::endl;
             }

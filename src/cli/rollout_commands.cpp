@@ -6,26 +6,12 @@
 #include <nlohmann/json.hpp>
 
 #include "otad/net/http_client.hpp"
+#include "otad/util/strings.hpp"
 
 namespace otad::cli {
 namespace {
 
 using json = nlohmann::json;
-
-std::string percent_encode(std::string_view s) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out.push_back('%');
-            out.push_back(hex[c >> 4]);
-            out.push_back(hex[c & 0xF]);
-        }
-    }
-    return out;
-}
 
 // The connection flags every `otad rollout` subcommand takes (as push and ls do).
 struct Target {
@@ -51,7 +37,7 @@ struct Target {
         if (token.empty()) throw CLI::ValidationError("--token", "is required (or set OTAD_TOKEN)");
         while (!server.empty() && server.back() == '/') server.pop_back();
     }
-    std::string rollouts_path() const { return "/api/v1/products/" + percent_encode(product) + "/rollouts"; }
+    std::string rollouts_path() const { return "/api/v1/products/" + util::percent_encode(product) + "/rollouts"; }
     net::ClientResponse call(std::string method, std::string path, std::string body = "") const {
         net::ClientRequest req;
         req.method = std::move(method);

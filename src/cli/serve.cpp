@@ -51,8 +51,7 @@ void ensure_admin_token(DataDir& d, spdlog::logger& log) {
             tokens.create_with_secret("bootstrap", storage::TokenRole::admin, secret);
             audit.append("system", "token.create", "token/bootstrap",
                          R"({"role":"admin","source":"OTAD_BOOTSTRAP_TOKEN"})");
-            util::log_event(log, spdlog::level::info, "admin_token_bootstrapped",
-                            {{"name", "bootstrap"}});
+            util::log_event(log, spdlog::level::info, "admin_token_bootstrapped", {{"name", "bootstrap"}});
             return;
         }
         auto created = tokens.create("admin", storage::TokenRole::admin);

@@ -149,8 +149,11 @@ class Fleet:
 
     def __init__(self, host, port, product, devices, *, ssl_context=None, behaviours=None, default=HEALTHY,
                  seed=1, workers=8, device_key=None, report_progress=True, verify_signatures=True,
-                 request_timeout=15.0):
+                 request_timeout=15.0, keys_document=None):
         self.host, self.port, self.product = host, port, product
+        # The signing keys as provisioned into the firmware: /api/v1/keys is HTTPS only
+        # (a trust anchor is never fetched in clear), so a plain-HTTP fleet is given them.
+        self.keys_document = keys_document
         self.ssl_context = ssl_context
         self.devices = {d.id: d for d in devices}
         if len(self.devices) != len(devices):
@@ -178,7 +181,9 @@ class Fleet:
     def for_daemon(cls, daemon, product, devices, plain=True, **options):
         """A fleet against an otad_harness.Otad: its plain-HTTP listener, or HTTPS."""
         if plain:
-            return cls("127.0.0.1", daemon.http_port, product, devices, **options)
+            status, _, keys = daemon.request("GET", "/api/v1/keys")
+            assert status == 200, keys
+            return cls("127.0.0.1", daemon.http_port, product, devices, keys_document=keys, **options)
         return cls("127.0.0.1", daemon.port, product, devices, ssl_context=daemon.ssl_context(), **options)
 
     # ------------------------------------------------------------------ lifecycle
@@ -458,7 +463,8 @@ class Fleet:
 
     # ------------------------------------------------------------------ signatures
     def _load_keys(self, device):
-        reply = self._request(device, "GET", "/api/v1/keys")
+        reply = (200, {}, self.keys_document) if self.keys_document is not None else \
+            self._request(device, "GET", "/api/v1/keys")
         if reply is None or reply[0] != 200:
             self._error(device, f"GET /api/v1/keys failed: {reply and reply[0]}")
             return

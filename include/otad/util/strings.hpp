@@ -21,6 +21,9 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
 }
 std::string to_lower(std::string_view s);
 bool starts_with_icase(std::string_view s, std::string_view prefix) noexcept;
+// RFC 3986 percent-encoding of everything but unreserved characters: safe
+// as one path segment or query value.
+std::string percent_encode(std::string_view s);
 // "a, b, c" (for messages that list names).
 std::string join(const std::vector<std::string>& items, std::string_view separator = ", ");
 
