@@ -180,6 +180,11 @@ def test_max_connections_is_derived_from_the_open_file_limit_and_excess_is_close
     assert 1 <= count_lines(log, "connection_refused") <= 3  # at most once a second, with a count
 
 
+# Not in the sanitizer build: at EMFILE, UBSan's vptr check cannot probe memory (it needs a
+# free descriptor for that) and reports a valid boost error_category as "invalid vptr", which
+# -fno-sanitize-recover makes fatal. The release build runs this test in full.
+@pytest.mark.skipif(bool(os.environ.get("SANITIZED_BUILD")),
+                    reason="UBSan's vptr check misfires once the process has no free descriptor")
 def test_running_out_of_descriptors_pauses_accept_without_a_tight_loop(otad_factory):
     # max_connections set above what the limit allows: accept() itself hits EMFILE.
     d = limited_otad(otad_factory, max_connections=1000)
