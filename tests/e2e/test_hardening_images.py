@@ -15,7 +15,8 @@ import urllib.parse
 import pytest
 
 from device_helpers import esp32_poll, set_channel
-from otad_harness import Otad, tool
+from catalogue_helpers import curl_json, make_image, write_bytes
+from otad_harness import Otad
 
 API = "/api/v1"
 
@@ -34,32 +35,6 @@ def daemon():
     d.cleanup()
 
 
-def make_image(tmp_path, name, *args):
-    """Runs the test image generator; returns {path, size, sha256, md5}."""
-    out = tmp_path / name
-    proc = subprocess.run([tool("make_esp_image"), "--out", str(out)] + list(args),
-                          capture_output=True, text=True, check=True, timeout=120)
-    return json.loads(proc.stdout)
-
-
-def write_bytes(tmp_path, name, data):
-    path = tmp_path / name
-    path.write_bytes(data)
-    return {"path": str(path), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def curl_json(d, tmp_path, args):
-    body_file = tmp_path / f"curl-body-{time.monotonic_ns()}"
-    proc = d.curl("-o", str(body_file), "-w", "%{http_code}", *args, timeout=300)
-    status = int(proc.stdout.decode() or 0)
-    raw = body_file.read_bytes() if body_file.exists() else b""
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = None
-    return status, parsed
-
-
 def upload_url(d, product, version, **query):
     q = urllib.parse.urlencode(query)
     return d.url(f"{API}/products/{product}/releases/{urllib.parse.quote(version, safe='')}/artifacts" +
@@ -71,7 +46,7 @@ def upload(daemon, tmp_path, product, version, path, token=None, **query):
     args = ["-H", f"Authorization: Bearer {token or daemon.uploader}",
             "-H", "Content-Type: application/octet-stream",
             "--data-binary", f"@{path}", upload_url(daemon.d, product, version, **query)]
-    return curl_json(daemon.d, tmp_path, args)
+    return curl_json(daemon.d, tmp_path, args)[:2]
 
 
 def upload_form(daemon, tmp_path, product, version, path, fields=()):
@@ -79,7 +54,7 @@ def upload_form(daemon, tmp_path, product, version, path, fields=()):
     for name, value in fields:
         args += ["-F", f"{name}={value}"]
     args.append(upload_url(daemon.d, product, version))
-    return curl_json(daemon.d, tmp_path, args)
+    return curl_json(daemon.d, tmp_path, args)[:2]
 
 
 def problem_type(body):
